@@ -84,6 +84,11 @@ def run(cmd: Sequence[str | Path], **kwargs: object) -> subprocess.CompletedProc
     return proc  # type: ignore[no-any-return]
 
 
+def show(path: Path) -> str:
+    """A path as the user would type it: relative to the project when inside it."""
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.5)
@@ -200,7 +205,7 @@ class Service:
             with self.log_file.open("ab") as log:
                 log.write(f"\n===== {time.strftime('%Y-%m-%dT%H:%M:%S')} starting {self.name}\n".encode())
                 log.flush()
-                proc = subprocess.Popen(  # noqa: S603 - fixed argv built by this module
+                proc = subprocess.Popen(
                     cmd,
                     cwd=ROOT,
                     env=env,
@@ -210,7 +215,7 @@ class Service:
                     start_new_session=True,  # survives `make up`; stopped by `make down`
                 )
             self.pid_file.write_text(str(proc.pid))
-            say(f"{self.name}: started (pid {proc.pid}), log {self.log_file.relative_to(ROOT)}")
+            say(f"{self.name}: started (pid {proc.pid}), log {show(self.log_file)}")
         self.wait_healthy()
         self.after_start()
 
@@ -220,7 +225,7 @@ class Service:
         while time.monotonic() - started < S.start_timeout:
             if not self.running():
                 raise StackError(
-                    f"{self.name} failed to start: the process exited. Last lines of {self.log_file}:\n"
+                    f"{self.name} failed to start: the process exited. Last lines of {show(self.log_file)}:\n"
                     f"{tail(self.log_file)}"
                 )
             healthy, detail = self.health()
@@ -230,7 +235,7 @@ class Service:
             time.sleep(0.5)
         raise StackError(
             f"{self.name} failed to start: not healthy after {S.start_timeout:.0f}s ({detail}). "
-            f"Last lines of {self.log_file}:\n{tail(self.log_file)}"
+            f"Last lines of {show(self.log_file)}:\n{tail(self.log_file)}"
         )
 
     def stop(self, timeout: float = 60.0) -> None:
@@ -307,7 +312,7 @@ class Kafka(Service):
     def java(self, main: str, *args: str) -> list[str]:
         return [
             "java",
-            f"-Xms256m",
+            "-Xms256m",
             f"-Xmx{S.kafka_heap}",
             "-XX:+UseG1GC",
             "-Djava.awt.headless=true",
@@ -336,7 +341,7 @@ class Kafka(Service):
 
         try:
             metadata = AdminClient({"bootstrap.servers": self.bootstrap}).list_topics(timeout=3)
-        except Exception as exc:  # noqa: BLE001 - any client error means "not ready"
+        except Exception as exc:
             return False, f"metadata request failed: {exc}"
         return True, f"{len(metadata.brokers)} broker, {len(metadata.topics)} topics"
 
@@ -383,7 +388,18 @@ class MariaDB(Service):
             policy.chmod(0o755)
         try:
             run(["apt-get", "update", "-qq"], env=env)
-            run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "mariadb-server", "mariadb-client"], env=env)
+            run(
+                [
+                    "apt-get",
+                    "install",
+                    "-y",
+                    "-qq",
+                    "--no-install-recommends",
+                    "mariadb-server",
+                    "mariadb-client",
+                ],
+                env=env,
+            )
         finally:
             if created_policy:
                 policy.unlink(missing_ok=True)
@@ -391,7 +407,9 @@ class MariaDB(Service):
     def render_config(self) -> None:
         template = (ROOT / "infra" / "mariadb" / "my.cnf").read_text()
         rendered = (
-            template.replace("@STACK@", str(self.home)).replace("@LOGS@", str(LOGS)).replace("@PORT@", str(S.mysql_port))
+            template.replace("@STACK@", str(self.home))
+            .replace("@LOGS@", str(LOGS))
+            .replace("@PORT@", str(S.mysql_port))
         )
         self.home.mkdir(parents=True, exist_ok=True)
         (self.home / "run").mkdir(exist_ok=True)
@@ -424,7 +442,12 @@ class MariaDB(Service):
 
     def admin(self, sql: str | None = None, *, stdin: str | None = None, database: str | None = None) -> str:
         """Run SQL as the administrator over the private socket (unix_socket authentication)."""
-        cmd: list[str | Path] = ["mariadb", f"--defaults-file={self.config}", "--batch", "--skip-column-names"]
+        cmd: list[str | Path] = [
+            "mariadb",
+            f"--defaults-file={self.config}",
+            "--batch",
+            "--skip-column-names",
+        ]
         if database:
             cmd.append(database)
         if sql is not None:
@@ -485,7 +508,18 @@ class LocalStack(Service):
                 run([S.python, "-m", "venv", LOCALSTACK_VENV])
                 run([self.python, "-m", "pip", "install", "--quiet", "--upgrade", "pip"])
             run([self.python, "-m", "pip", "install", "--quiet", "-r", requirements])
-            run([self.python, "-m", "pip", "install", "--quiet", "--no-deps", "--force-reinstall", self.plugin])
+            run(
+                [
+                    self.python,
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--no-deps",
+                    "--force-reinstall",
+                    self.plugin,
+                ]
+            )
             stamp.write(digest)
         self.install_runtimes()
 
@@ -498,15 +532,15 @@ class LocalStack(Service):
         digest = files_digest(script, *sorted(self.plugin.glob("runtime*.txt")))
         if stamp.valid(digest):
             return
-        say(f"localstack: building Lambda runtime environments in {LAMBDA_RUNTIMES.relative_to(ROOT)}")
+        say(f"localstack: building Lambda runtime environments in {show(LAMBDA_RUNTIMES)}")
         run(["bash", script, LAMBDA_RUNTIMES])
         stamp.write(digest)
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("LOCALSTACK_", "LAMBDA_"))}
         env_file = self.plugin / "localstack.env"
-        for line in env_file.read_text().splitlines():
-            line = line.strip()
+        for raw in env_file.read_text().splitlines():
+            line = raw.strip()
             if line and not line.startswith("#") and "=" in line:
                 key, value = line.split("=", 1)
                 env[key.strip()] = value.strip()
@@ -525,7 +559,7 @@ class LocalStack(Service):
 
     def health(self) -> tuple[bool, str]:
         try:
-            with urllib.request.urlopen(  # noqa: S310 - fixed loopback URL
+            with urllib.request.urlopen(
                 f"http://127.0.0.1:{S.localstack_port}/_localstack/health", timeout=3
             ) as response:
                 body = json.load(response)
@@ -598,6 +632,18 @@ def status(services: Sequence[Service]) -> bool:
     return all_ok
 
 
+def restart(services: Sequence[Service]) -> None:
+    down(services)
+    up(services)
+
+
+def clean(services: Sequence[Service]) -> None:
+    down(services)
+    for service in services:
+        service.clean()
+    say(f"data deleted: {', '.join(s.name for s in services)}")
+
+
 @contextlib.contextmanager
 def services_running(services: Sequence[Service]) -> Iterator[None]:
     """Start the services that are not running; on exit stop exactly those, even when the body failed."""
@@ -619,14 +665,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("cmd", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
 
-    actions: dict[str, Callable[[list[Service]], object]] = {
+    actions: dict[str, Callable[[list[Service]], None]] = {
         "install": install,
         "up": up,
         "start": up,
         "down": down,
         "stop": down,
-        "restart": lambda s: (down(s), up(s)),
-        "clean": lambda s: (down(s), [x.clean() for x in s], say("data deleted")),
+        "restart": restart,
+        "clean": clean,
     }
     try:
         if args.action == "status":
@@ -634,7 +680,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.action == "run-tests":
             cmd = [c for c in args.cmd if c != "--"] or ["pytest"]
             with services_running(selected([])):
-                return subprocess.call(cmd, cwd=ROOT)  # noqa: S603 - the developer's own command
+                return subprocess.call(cmd, cwd=ROOT)
         actions[args.action](selected(args.services))
     except StackError as exc:
         print(f"[stack] ERROR: {exc}", file=sys.stderr, flush=True)

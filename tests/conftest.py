@@ -1,0 +1,31 @@
+"""Shared test set-up: tier markers by folder, paths, and the sample events as fixtures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TIERS = {"unit": "unit", "integration": "integration", "e2e": "e2e", "compose": "compose"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each test carries the marker of its folder (tests/unit -> unit, ...), so `-m unit` selects a tier."""
+    for item in items:
+        parts = Path(str(item.fspath)).relative_to(ROOT / "tests").parts
+        if parts and parts[0] in TIERS:
+            item.add_marker(getattr(pytest.mark, TIERS[parts[0]]))
+
+
+def load_event(relative_path: str) -> dict[str, Any]:
+    """A sample event from events/ (they double as fixtures): load_event("events/scheduled.json")."""
+    data: dict[str, Any] = json.loads((ROOT / relative_path).read_text())
+    return data
+
+
+@pytest.fixture(scope="session")
+def root() -> Path:
+    return ROOT
