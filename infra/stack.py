@@ -547,9 +547,10 @@ class LocalStack(Service):
         self.home.mkdir(parents=True, exist_ok=True)
         env.update(
             GATEWAY_LISTEN=f"127.0.0.1:{S.localstack_port}",
-            LOCALSTACK_VOLUME_DIR=str(self.home / "volume"),
             HOST_LAMBDA_RUNTIMES_DIR=str(LAMBDA_RUNTIMES),
             HOST_LAMBDA_WORK_DIR=str(self.home / "lambda"),
+            # LocalStack's own folders (cache, tmp, logs); it would otherwise write into its site-packages.
+            FILESYSTEM_ROOT=str(self.home / "fs"),
             PATH=f"{LOCALSTACK_VENV / 'bin'}:{os.environ.get('PATH', '')}",
         )
         return env
