@@ -77,3 +77,85 @@ test-unit: venv ## Unit tests only (no services)
 test: install ## Everything CI runs: lint, then all tests against the real services (starts and stops them)
 	$(MAKE) lint
 	$(STACK) run-tests -- pytest
+
+# ---------------------------------------------------------------------------------------------------------------
+# Docker compose
+# ---------------------------------------------------------------------------------------------------------------
+COMPOSE ?= docker compose
+CLUSTER := COMPOSE_PROFILES=cluster SPARK_MASTER=spark://spark-master:7077
+
+.PHONY: compose-check
+compose-check: venv ## Check docker-compose.yml and the Dockerfiles offline (compose-go, hadolint, shellcheck; needs Go)
+	pytest -m compose tests/compose
+
+.PHONY: compose-up
+compose-up: ## Build and start the pipeline with docker compose (kafka, mysql, localstack, init, spark)
+	$(COMPOSE) up -d --build
+	$(COMPOSE) ps
+
+.PHONY: compose-cluster
+compose-cluster: ## The same, with the Spark job on a standalone master + worker (profile cluster)
+	$(CLUSTER) $(COMPOSE) up -d --build
+	$(CLUSTER) $(COMPOSE) ps
+
+.PHONY: compose-logs
+compose-logs: ## Follow the logs of every compose service
+	$(COMPOSE) --profile cluster logs -f --tail=50
+
+.PHONY: compose-down
+compose-down: ## Stop and remove the compose containers (volumes, so data, are kept)
+	$(COMPOSE) --profile cluster down
+
+.PHONY: compose-clean
+compose-clean: ## Stop the compose stack and delete its volumes (topics, tables, checkpoints, LocalStack state)
+	$(COMPOSE) --profile cluster down --volumes
+
+# ---------------------------------------------------------------------------------------------------------------
+# Producer
+# ---------------------------------------------------------------------------------------------------------------
+.PHONY: build-producer
+build-producer: venv ## Build build/producer/ (producer code + pinned dependencies for Lambda), e.g. for `sam local invoke`
+	$(PY) infra/deploy.py --build-only
+
+.PHONY: deploy
+deploy: venv ## Build the producer and deploy template.yaml to LocalStack (CloudFormation with the SAM transform)
+	$(PY) infra/deploy.py
+
+EVENT ?= events/manual-s3.json
+.PHONY: invoke
+invoke: venv ## Invoke the deployed producer once with EVENT (default events/manual-s3.json) and print its summary
+	mkdir -p out && awslocal lambda invoke --function-name game-events-producer \
+	  --payload file://$(EVENT) out/invoke.json >/dev/null && cat out/invoke.json && echo
+
+.PHONY: bench-producer
+bench-producer: venv ## Benchmark the producer: one invocation, 1,000,000-event NDJSON from S3 to Kafka
+	$(PY) bench/producer.py $(ARGS)
+
+# ---------------------------------------------------------------------------------------------------------------
+# Spark job
+# ---------------------------------------------------------------------------------------------------------------
+SPARK_JARS := .stack/jars/spark
+
+$(SPARK_JARS)/.resolved: spark/pom.xml
+	mvn -q -B -f spark/pom.xml dependency:copy-dependencies -DoutputDirectory=$(CURDIR)/$(SPARK_JARS)
+	touch $@
+
+.PHONY: spark-jars
+spark-jars: $(SPARK_JARS)/.resolved ## Resolve the Spark job's jars (Kafka source, MySQL JDBC driver) into .stack/jars/spark
+
+.PHONY: spark-run
+spark-run: venv spark-jars ## Run the streaming job natively (local[*]; settings from the environment, see docs/spark-job.md)
+	$(PY) -m spark.job
+
+.PHONY: spark-test
+spark-test: venv spark-jars ## Spark job tests: unit, then integration against the native stack (starts what is missing)
+	pytest tests/unit/spark
+	$(STACK) run-tests -- pytest tests/integration/test_spark_job.py
+
+.PHONY: spark-bench
+spark-bench: venv spark-jars ## Benchmark the Spark job: 50 batches of 1,000,000 events -> bench/results/spark.json (needs make up)
+	$(PY) bench/spark_job.py $(ARGS)
+
+.PHONY: spark-image
+spark-image: ## Build the Spark job's image from spark/Dockerfile (needs a Docker engine)
+	docker build -f spark/Dockerfile -t game-events-spark:0.1.0 .

@@ -155,3 +155,32 @@ def test_status_reports_every_service_healthy() -> None:
     assert result.returncode == 0, result.stdout
     for name in ("kafka", "mariadb", "localstack"):
         assert any(line.startswith(name) and "healthy" in line for line in result.stdout.splitlines()), result.stdout
+
+
+def listening_addresses(port: int) -> list[str]:
+    """Local addresses of the TCP sockets listening on a port, from the kernel's tables."""
+    addresses = []
+    for table, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, port_hex = local.split(":")
+            if state == "0A" and int(port_hex, 16) == port:  # 0A = LISTEN
+                assert len(address) == width
+                addresses.append(address)
+    return addresses
+
+
+@pytest.mark.parametrize("service", ["kafka", "mariadb", "localstack"])
+def test_every_service_listens_on_loopback_only(service: str) -> None:
+    settings = require(service).S
+    port = {"kafka": settings.kafka_port, "mariadb": settings.mysql_port, "localstack": settings.localstack_port}[
+        service
+    ]
+    loopback = {
+        "0100007F",  # 127.0.0.1 in /proc/net/tcp (little-endian)
+        "0000000000000000FFFF00000100007F",  # ::ffff:127.0.0.1
+        "00000000000000000000000001000000",  # ::1
+    }
+    addresses = listening_addresses(port)
+    assert addresses, f"nothing listens on port {port}"
+    assert set(addresses) <= loopback, f"{service} listens beyond loopback on port {port}: {addresses}"
