@@ -60,6 +60,25 @@ logs: ## Print where the logs are and the tail of each
 clean: venv ## Stop the stack and delete its data (topics, tables, LocalStack state)
 	$(STACK) clean
 
+.PHONY: spark-start
+spark-start: venv ## Start the Spark job in the background (TRIGGER_INTERVAL, default 1 minute); `make down` stops it
+	$(STACK) start spark
+
+.PHONY: spark-stop
+spark-stop: venv ## Stop the background Spark job (between batches; its checkpoint is kept)
+	$(STACK) stop spark
+
+# ---------------------------------------------------------------------------------------------------------------
+# The pipeline end to end
+# ---------------------------------------------------------------------------------------------------------------
+.PHONY: demo
+demo: install ## Run the whole pipeline: stack, producer, Spark job, sample upload -> metrics and a chart
+	$(PY) tools/demo.py $(ARGS)
+
+.PHONY: report
+report: venv ## Print the current metrics from MySQL (ARGS=--json for machines)
+	$(PY) tools/report.py $(ARGS)
+
 # ---------------------------------------------------------------------------------------------------------------
 # Quality and tests
 # ---------------------------------------------------------------------------------------------------------------
@@ -134,14 +153,10 @@ bench-producer: venv ## Benchmark the producer: one invocation, 1,000,000-event 
 # ---------------------------------------------------------------------------------------------------------------
 # Spark job
 # ---------------------------------------------------------------------------------------------------------------
-SPARK_JARS := .stack/jars/spark
-
-$(SPARK_JARS)/.resolved: spark/pom.xml
-	mvn -q -B -f spark/pom.xml dependency:copy-dependencies -DoutputDirectory=$(CURDIR)/$(SPARK_JARS)
-	touch $@
 
 .PHONY: spark-jars
-spark-jars: $(SPARK_JARS)/.resolved ## Resolve the Spark job's jars (Kafka source, MySQL JDBC driver) into .stack/jars/spark
+spark-jars: venv ## Resolve the Spark job's jars (Kafka source, MySQL JDBC driver) into .stack/jars/spark
+	$(STACK) install spark
 
 .PHONY: spark-run
 spark-run: venv spark-jars ## Run the streaming job natively (local[*]; settings from the environment, see docs/spark-job.md)

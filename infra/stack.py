@@ -137,6 +137,7 @@ class Service:
 
     name = ""
     port = 0
+    optional = False  # a stopped optional service does not make `status` fail
 
     @property
     def pid_file(self) -> Path:
@@ -551,6 +552,8 @@ class LocalStack(Service):
             HOST_LAMBDA_WORK_DIR=str(self.home / "lambda"),
             # LocalStack's own folders (cache, tmp, logs); it would otherwise write into its site-packages.
             FILESYSTEM_ROOT=str(self.home / "fs"),
+            # Snapshots of LocalStack's state (infra/localstack/src/localstack_persistence): kept across down/up.
+            LOCALSTACK_STATE_DIR=str(self.home / "state"),
             PATH=f"{LOCALSTACK_VENV / 'bin'}:{os.environ.get('PATH', '')}",
         )
         return env
@@ -577,14 +580,71 @@ class LocalStack(Service):
         shutil.rmtree(self.home, ignore_errors=True)
 
 
+class SparkJob(Service):
+    """The streaming job (spark/job.py) as a background process: `stack.py start spark`. Not part of a plain `up`:
+    the tests start their own job with a short trigger; `make demo` and `make spark-start` start this one."""
+
+    name = "spark"
+    optional = True
+
+    def __init__(self) -> None:
+        self.port = 0
+        self.jars = S.stack_dir / "jars" / "spark"
+
+    def install(self) -> None:
+        pom = ROOT / "spark" / "pom.xml"
+        stamp = Stamp(self.jars / ".stamp")
+        digest = files_digest(pom)
+        if stamp.valid(digest):
+            return
+        say("spark: resolving the Kafka connector and JDBC driver jars with Maven")
+        shutil.rmtree(self.jars, ignore_errors=True)
+        run(["mvn", "-q", "-B", "-f", pom, "dependency:copy-dependencies", f"-DoutputDirectory={self.jars}"])
+        stamp.write(digest)
+
+    @property
+    def checkpoint(self) -> Path:
+        return Path(
+            os.environ.get("CHECKPOINT_LOCATION", S.stack_dir / "spark" / "checkpoints" / "game-events-metrics")
+        )
+
+    def command(self) -> tuple[list[str], dict[str, str]]:
+        # The driver, its UI (4040) and block manager listen on the loopback address only.
+        env = dict(os.environ, SPARK_LOCAL_IP="127.0.0.1", SPARK_JARS_DIR=str(self.jars))
+        return [sys.executable, "-m", "spark.job"], env
+
+    def last_commit(self) -> tuple[int, float] | None:
+        """(batch id, commit time) of the newest batch in the checkpoint's commit log."""
+        commits = [p for p in (self.checkpoint / "commits").glob("[0-9]*") if p.name.isdigit()]
+        if not commits:
+            return None
+        newest = max(commits, key=lambda p: int(p.name))
+        return int(newest.name), newest.stat().st_mtime
+
+    def health(self) -> tuple[bool, str]:
+        if not (self.checkpoint / "metadata").exists():
+            return False, "query not started yet (no checkpoint)"
+        last = self.last_commit()
+        if last is None:
+            return True, "query started, no batch committed yet"
+        batch, at = last
+        return True, f"last batch {batch} committed {time.time() - at:.0f}s ago"
+
+    def clean(self) -> None:
+        shutil.rmtree(S.stack_dir / "spark", ignore_errors=True)
+
+
 SERVICES: dict[str, Service] = {s.name: s for s in (Kafka(), MariaDB(), LocalStack())}
+JOBS: dict[str, Service] = {s.name: s for s in (SparkJob(),)}
 
 
 def selected(names: Sequence[str]) -> list[Service]:
-    unknown = [n for n in names if n not in SERVICES]
+    """The named services and jobs, or by default the services (the Spark job starts only when named)."""
+    known = {**SERVICES, **JOBS}
+    unknown = [n for n in names if n not in known]
     if unknown:
-        raise StackError(f"unknown service(s) {unknown}; known: {', '.join(SERVICES)}")
-    return [SERVICES[n] for n in names] if names else list(SERVICES.values())
+        raise StackError(f"unknown service(s) {unknown}; known: {', '.join(known)}")
+    return [known[n] for n in names] if names else list(SERVICES.values())
 
 
 def install(services: Sequence[Service]) -> None:
@@ -623,7 +683,8 @@ def status(services: Sequence[Service]) -> bool:
     for service in services:
         pid = service.pid()
         if pid is None:
-            state, detail, all_ok = "stopped", "", False
+            state, detail = "stopped", ""
+            all_ok = all_ok and service.optional
         else:
             healthy, detail = service.health()
             state = "healthy" if healthy else "unhealthy"
@@ -675,9 +736,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "restart": restart,
         "clean": clean,
     }
+    # Stopping, cleaning and showing everything includes the Spark job (stopped first: it writes to the others).
+    everything = [*SERVICES.values(), *JOBS.values()]
     try:
         if args.action == "status":
-            return 0 if status(selected(args.services)) else 1
+            return 0 if status(selected(args.services) if args.services else everything) else 1
+        if args.action in ("install", "down", "clean") and not args.services:
+            actions[args.action](everything)
+            return 0
         if args.action == "run-tests":
             cmd = [c for c in args.cmd if c != "--"] or ["pytest"]
             with services_running(selected([])):

@@ -93,6 +93,16 @@ def plain(value: Any) -> Any:
     return value
 
 
+def cell(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, float):
+        return f"{value:,.1f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
 def render(report: dict[str, list[dict[str, Any]]], console: Console) -> None:
     totals = report["totals"][0]
     console.print(
@@ -108,19 +118,7 @@ def render(report: dict[str, list[dict[str, Any]]], console: Console) -> None:
         for column in rows[0]:
             table.add_column(column, justify="right" if not isinstance(rows[0][column], str) else "left")
         for row in rows:
-            cells = []
-            for value in row.values():
-                value = plain(value)
-                cells.append(
-                    "NULL"
-                    if value is None
-                    else f"{value:,.1f}"
-                    if isinstance(value, float)
-                    else f"{value:,}"
-                    if isinstance(value, int)
-                    else str(value)
-                )
-            table.add_row(*cells)
+            table.add_row(*(cell(plain(value)) for value in row.values()))
         console.print(table)
 
 
