@@ -1,0 +1,1 @@
+"""The game-events producer Lambda: S3 (or a traffic generator) -> validated events -> Kafka."""
