@@ -137,7 +137,8 @@ def wait_for_pipeline(uploaded: list[str], timeout: float) -> None:
         consumer.close()
     raise SystemExit(
         f"the pipeline did not finish within {timeout:.0f}s. Look at `make status`, the producer's logs "
-        "(`.venv/bin/awslocal logs tail /aws/lambda/game-events-producer`) and .stack/logs/spark.log"
+        "(`.venv/bin/awslocal logs filter-log-events --log-group-name /aws/lambda/game-events-producer`) "
+        "and .stack/logs/spark.log"
     )
 
 
@@ -231,7 +232,7 @@ The stack and the Spark job keep running. Explore:
   .venv/bin/awslocal s3 ls s3://{BUCKET}/ --recursive          # processed/ and rejected/ files
   .venv/bin/awslocal lambda invoke --function-name game-events-producer \\
       --payload file://events/manual-generate.json out/invoke.json  # publish synthetic events now
-  .venv/bin/awslocal logs tail /aws/lambda/game-events-producer
+  .venv/bin/awslocal logs filter-log-events --log-group-name /aws/lambda/game-events-producer --limit 20
   mariadb -h 127.0.0.1 -u analytics -panalytics analytics       # or any MySQL client
   make report                                                    # the metrics again (make report ARGS=--json)
   make status                                                    # services and the job
