@@ -328,9 +328,11 @@ class Kafka(Service):
         self.render_config()
         if (self.data / "meta.properties").exists():
             return
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = "-"
+        while cluster_id.startswith("-"):  # like Kafka's own Uuid.randomUuid: never a leading dash
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         say(f"kafka: formatting storage (cluster id {cluster_id})")
-        run(self.java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.config)))
+        run(self.java("kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(self.config)))
 
     def command(self) -> tuple[list[str], dict[str, str]]:
         return self.java("kafka.Kafka", str(self.config)), dict(os.environ)
