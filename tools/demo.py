@@ -14,7 +14,6 @@ The stack and the job keep running afterwards; `make down` stops them.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import importlib.util
 import json
 import os
@@ -157,10 +156,8 @@ def write_chart(settings: Any, path: Path) -> Path:
     )
     try:
         with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT event_type, minute_start, events FROM event_type_minute_metrics ORDER BY minute_start"
-            )
-            per_minute = cursor.fetchall()
+            cursor.execute("SELECT event_type, total_events, unique_users FROM event_type_metrics ORDER BY event_type")
+            per_type = cursor.fetchall()
             cursor.execute(
                 "SELECT avg_seconds_between_events FROM user_metrics WHERE avg_seconds_between_events IS NOT NULL"
             )
@@ -169,17 +166,13 @@ def write_chart(settings: Any, path: Path) -> Path:
         connection.close()
 
     figure, (left, right) = plt.subplots(1, 2, figsize=(13, 4.8))
-    series: dict[str, tuple[list[dt.datetime], list[int]]] = {}
-    for event_type, minute, events in per_minute:
-        times, counts = series.setdefault(event_type, ([], []))
-        times.append(minute)
-        counts.append(int(events))
-    for event_type, (times, counts) in sorted(series.items()):
-        left.plot(times, counts, marker="o", markersize=3, label=event_type)
-    left.set_title("Events per type per minute (event time, UTC)")
-    left.set_ylabel("events")
-    left.legend(fontsize="small")
-    figure.autofmt_xdate()
+    names = [str(row[0]) for row in per_type]
+    positions = range(len(names))
+    left.bar([p - 0.2 for p in positions], [int(row[1]) for row in per_type], width=0.4, label="events")
+    left.bar([p + 0.2 for p in positions], [int(row[2]) for row in per_type], width=0.4, label="unique users")
+    left.set_xticks(list(positions), names, rotation=30, ha="right")
+    left.set_title("Events and unique users per event type (all time)")
+    left.legend()
     right.hist(gaps, bins=30, color="tab:purple")
     right.set_title(f"Average time between a user's events ({len(gaps):,} users with ≥ 2 events)")
     right.set_xlabel("seconds")
@@ -225,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = report.ReportSettings()
     report.render(report.fetch(settings, limit=10), report.Console(width=120))
     chart = write_chart(settings, args.chart)
-    print(f"\nChart (events per type over time, average-gap distribution): {stack.show(chart)}")
+    print(f"\nChart (events and users per type, average-gap distribution): {stack.show(chart)}")
     print(
         f"""
 The stack and the Spark job keep running. Explore:

@@ -1,0 +1,75 @@
+"""Fixtures of the Spark job's unit tests: one local SparkSession (no network) and record builders."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from pyspark.sql import DataFrame, SparkSession
+
+from spark import transforms
+
+EVENTS_TOPIC = "game-events"
+DLQ_TOPIC = "game-events-dlq"
+RAW_MAX_CHARS = 300
+KAFKA_SCHEMA = "topic string, partition int, offset long, kafka_ts timestamp, value binary"
+ARRIVAL = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[SparkSession]:
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("spark-unit-tests")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.driver.extraJavaOptions", "-Duser.timezone=UTC")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.sql.variant.allowDuplicateKeys", "true")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+def event(**fields: Any) -> dict[str, Any]:
+    """A valid event (contract §1 example) with `fields` replaced; a field set to ... is removed."""
+    base: dict[str, Any] = {
+        "user_id": "123",
+        "event_type": "click",
+        "timestamp": "2023-10-27T10:00:00Z",
+        "game_id": "456",
+        "payload": {"button_id": "789"},
+    }
+    base.update(fields)
+    return {k: v for k, v in base.items() if v is not ...}
+
+
+def value_of(item: dict[str, Any] | str | bytes | None) -> bytes | None:
+    if item is None or isinstance(item, bytes):
+        return item
+    if isinstance(item, str):
+        return item.encode()
+    return json.dumps(item, ensure_ascii=False).encode()
+
+
+def records(
+    spark: SparkSession,
+    values: list[dict[str, Any] | str | bytes | None],
+    *,
+    topic: str = EVENTS_TOPIC,
+    arrival: datetime = ARRIVAL,
+    first_offset: int = 0,
+) -> DataFrame:
+    """Kafka-like rows (kafka_records' columns): one per value, consecutive offsets, one arrival time."""
+    rows = [(topic, 0, first_offset + i, arrival, value_of(v)) for i, v in enumerate(values)]
+    return spark.createDataFrame(rows, KAFKA_SCHEMA)
+
+
+def parse(spark: SparkSession, values: list[dict[str, Any] | str | bytes | None], **kwargs: Any) -> DataFrame:
+    return transforms.parse_records(records(spark, values, **kwargs), DLQ_TOPIC, RAW_MAX_CHARS)

@@ -1,0 +1,143 @@
+"""Contract §3: identity of an event, and copies within the window (by Kafka arrival time) counting once."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from pyspark.sql import DataFrame, Row, SparkSession
+
+from spark import transforms
+
+from .conftest import ARRIVAL, DLQ_TOPIC, KAFKA_SCHEMA, RAW_MAX_CHARS, event, parse, value_of
+
+
+def _keys(spark: SparkSession, values: list[Any]) -> list[bytes]:
+    return [bytes(row.dedup_key) for row in parse(spark, values).orderBy("offset").collect()]
+
+
+def test_same_event_written_differently_has_one_identity(spark: SparkSession) -> None:
+    # Given one event written four ways: key order, whitespace, integer vs string ids, another zone, case
+    keys = _keys(
+        spark,
+        [
+            event(payload={"a": 1, "b": {"y": 2, "x": [1, 2]}}),
+            ' {"payload": {"b": {"x": [1, 2], "y": 2}, "a": 1}, "game_id": 456, "user_id": 123,'
+            ' "event_type": "CLICK ", "timestamp": "2023-10-27T12:00:00+02:00"}',
+            event(
+                user_id=" 123 ", timestamp="2023-10-27T10:00:00.000000Z", payload={"b": {"x": [1, 2], "y": 2}, "a": 1}
+            ),
+        ],
+    )
+    # Then they share one identity
+    assert len(set(keys)) == 1
+
+
+def test_any_difference_in_the_tuple_makes_another_event(spark: SparkSession) -> None:
+    keys = _keys(
+        spark,
+        [
+            event(),
+            event(user_id="124"),
+            event(user_id="Ana"),
+            event(user_id="ana"),
+            event(event_type="view"),
+            event(timestamp="2023-10-27T10:00:00.000001Z"),
+            event(game_id="457"),
+            event(game_id=...),
+            event(payload={"button_id": "780"}),
+            event(payload=...),
+        ],
+    )
+    assert len(set(keys)) == len(keys)
+
+
+def test_event_id_is_the_identity_when_present(spark: SparkSession) -> None:
+    keys = _keys(spark, [event(event_id="e-1"), event(event_id="e-1", user_id="other"), event(event_id="e-2")])
+    assert keys[0] == keys[1] != keys[2]
+
+
+def test_rejected_records_are_never_deduplicated(spark: SparkSession) -> None:
+    keys = _keys(spark, ["{bad", "{bad"])
+    assert keys[0] != keys[1]
+
+
+def test_copies_in_one_batch_count_once(spark: SparkSession) -> None:
+    parsed = parse(spark, [event(), event(user_id=123), event(event_id="x"), event(event_id="x", user_id="9")])
+    assert transforms.deduplicate(parsed, "1 hour").count() == 2
+
+
+class _Stream:
+    """A streaming run over parquet files of Kafka-like rows: one availableNow run per `run` call."""
+
+    def __init__(self, spark: SparkSession, tmp_path: Path) -> None:
+        self.spark = spark
+        self.source = tmp_path / "source"
+        self.checkpoint = tmp_path / "checkpoint"
+        self.source.mkdir()
+        self.offset = 0
+        self.out: list[Row] = []
+
+    def run(self, values: list[Any], arrival: datetime) -> list[Row]:
+        rows = [("game-events", 0, self.offset + i, arrival, value_of(v)) for i, v in enumerate(values)]
+        self.offset += len(values)
+        self.spark.createDataFrame(rows, KAFKA_SCHEMA).coalesce(1).write.mode("append").parquet(str(self.source))
+        seen: list[Row] = []
+
+        def collect(batch: DataFrame, _batch_id: int) -> None:
+            seen.extend(batch.where("is_event").select("offset", "user_id", "event_type", "event_at").collect())
+
+        stream = self.spark.readStream.schema(KAFKA_SCHEMA).parquet(str(self.source))
+        parsed = transforms.parse_records(stream, DLQ_TOPIC, RAW_MAX_CHARS)
+        query = (
+            transforms.deduplicate(parsed, "1 hour")
+            .writeStream.foreachBatch(collect)
+            .option("checkpointLocation", str(self.checkpoint))
+            .trigger(availableNow=True)
+            .start()
+        )
+        query.awaitTermination()
+        return sorted(seen, key=lambda r: r.offset)
+
+
+def test_copies_across_batches_within_the_window_count_once(spark: SparkSession, tmp_path: Path) -> None:
+    stream = _Stream(spark, tmp_path)
+    first = stream.run([event(event_id="a"), event(), event()], ARRIVAL)
+    assert [r.offset for r in first] == [0, 1]
+
+    # 30 minutes later (Kafka arrival time): copies of both, plus an event stamped 2019 that was never seen
+    second = stream.run(
+        [event(event_id="a", user_id="x"), event(), event(timestamp="2019-05-01T00:00:00Z")],
+        ARRIVAL + timedelta(minutes=30),
+    )
+    assert [(r.offset, r.event_at) for r in second] == [(5, datetime(2019, 5, 1))]
+
+
+def test_copy_arriving_long_after_the_window_counts_again(spark: SparkSession, tmp_path: Path) -> None:
+    stream = _Stream(spark, tmp_path)
+    assert len(stream.run([event(event_id="a")], ARRIVAL)) == 1
+    # Traffic three hours later moves the watermark past the first copy's window...
+    assert len(stream.run([event(event_id="b")], ARRIVAL + timedelta(hours=3))) == 1
+    # ...so a copy arriving then is a new arrival of the event (the window is about arrival times)
+    again = stream.run([event(event_id="a")], ARRIVAL + timedelta(hours=3, minutes=1))
+    assert [r.offset for r in again] == [2]
+
+
+def test_event_with_old_timestamp_is_never_late(spark: SparkSession, tmp_path: Path) -> None:
+    stream = _Stream(spark, tmp_path)
+    stream.run([event(timestamp="2026-12-04T12:00:00Z")], ARRIVAL)
+    later = stream.run(
+        [event(timestamp="2019-01-01T00:00:00Z"), event(timestamp="2001-01-01T00:00:00Z")],
+        ARRIVAL + timedelta(hours=5),
+    )
+    assert [r.event_at.year for r in later] == [2019, 2001]
+
+
+def test_arrival_time_not_event_time_drives_the_window(spark: SparkSession, tmp_path: Path) -> None:
+    # Given an event whose own timestamp is years old, then a copy 10 minutes (arrival) later
+    stream = _Stream(spark, tmp_path)
+    old = event(timestamp="2019-01-01T00:00:00Z")
+    assert len(stream.run([old], datetime(2026, 12, 4, 12, 0, tzinfo=UTC))) == 1
+    # Then the copy is a duplicate although its timestamp is far outside the window
+    assert stream.run([old], datetime(2026, 12, 4, 12, 10, tzinfo=UTC)) == []
