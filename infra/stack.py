@@ -669,6 +669,7 @@ def up(services: Sequence[Service]) -> None:
         "kafka": f"Kafka 127.0.0.1:{S.kafka_port}",
         "mariadb": f"MariaDB 127.0.0.1:{S.mysql_port}/{S.mysql_database}",
         "localstack": f"LocalStack http://127.0.0.1:{S.localstack_port}",
+        "spark": "Spark job (UI http://127.0.0.1:4040)",
     }
     say(f"up in {time.monotonic() - started:.1f}s: {', '.join(endpoints[s.name] for s in services)}")
 
