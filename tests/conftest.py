@@ -20,6 +20,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(getattr(pytest.mark, TIERS[parts[0]]))
 
 
+def contract_event(**fields: Any) -> dict[str, Any]:
+    """The contract's example event (§1) with `fields` replaced; a field set to ... is removed."""
+    base: dict[str, Any] = {
+        "user_id": "123",
+        "event_type": "click",
+        "timestamp": "2023-10-27T10:00:00Z",
+        "game_id": "456",
+        "payload": {"button_id": "789"},
+    }
+    base.update(fields)
+    return {k: v for k, v in base.items() if v is not ...}
+
+
 def load_event(relative_path: str) -> dict[str, Any]:
     """A sample event from events/ (they double as fixtures): load_event("events/scheduled.json")."""
     data: dict[str, Any] = json.loads((ROOT / relative_path).read_text())

@@ -4,23 +4,19 @@ from __future__ import annotations
 
 import gzip
 import json
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 from moto import mock_aws
+from producer.publisher import PublishError
+from producer.service import ProducerService
+from producer.settings import Settings, load_settings
+from producer.source import S3Source
 
-REPO = Path(__file__).resolve().parents[3]
-sys.path.insert(0, str(REPO / "functions"))
-
-from producer.publisher import PublishError  # noqa: E402
-from producer.service import ProducerService  # noqa: E402
-from producer.settings import Settings, load_settings  # noqa: E402
-from producer.source import S3Source  # noqa: E402
+from tests.conftest import contract_event
 
 BUCKET = "game-events"
 
@@ -122,16 +118,7 @@ def put(s3: Any, key: str, body: bytes | str, *, compress: bool = False) -> None
     s3.put_object(Bucket=BUCKET, Key=key, Body=gzip.compress(data) if compress else data)
 
 
-def event(**overrides: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "user_id": "123",
-        "event_type": "click",
-        "timestamp": "2023-10-27T10:00:00Z",
-        "game_id": "456",
-        "payload": {"button_id": "789"},
-    }
-    base.update(overrides)
-    return {k: v for k, v in base.items() if v is not ...}
+event = contract_event  # the contract's example event with fields replaced (tests/conftest.py)
 
 
 def ndjson(*events: dict[str, Any]) -> str:

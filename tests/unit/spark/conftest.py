@@ -11,6 +11,7 @@ import pytest
 from pyspark.sql import DataFrame, SparkSession
 
 from spark import transforms
+from tests.conftest import contract_event
 
 EVENTS_TOPIC = "game-events"
 DLQ_TOPIC = "game-events-dlq"
@@ -37,17 +38,7 @@ def spark() -> Iterator[SparkSession]:
     session.stop()
 
 
-def event(**fields: Any) -> dict[str, Any]:
-    """A valid event (contract §1 example) with `fields` replaced; a field set to ... is removed."""
-    base: dict[str, Any] = {
-        "user_id": "123",
-        "event_type": "click",
-        "timestamp": "2023-10-27T10:00:00Z",
-        "game_id": "456",
-        "payload": {"button_id": "789"},
-    }
-    base.update(fields)
-    return {k: v for k, v in base.items() if v is not ...}
+event = contract_event  # the contract's example event with fields replaced (tests/conftest.py)
 
 
 def value_of(item: dict[str, Any] | str | bytes | None) -> bytes | None:
