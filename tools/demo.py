@@ -25,7 +25,6 @@ from types import ModuleType
 from typing import Any
 
 import boto3
-import pymysql
 from confluent_kafka import Consumer, TopicPartition
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -147,13 +146,7 @@ def write_chart(settings: Any, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
-    connection = pymysql.connect(
-        host=settings.mysql_host,
-        port=settings.mysql_port,
-        user=settings.mysql_user,
-        password=settings.mysql_password.get_secret_value(),
-        database=settings.mysql_database,
-    )
+    connection = report.connect(settings)
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT event_type, total_events, unique_users FROM event_type_metrics ORDER BY event_type")

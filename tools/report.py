@@ -64,16 +64,21 @@ TITLES = {
 }
 
 
-def fetch(settings: ReportSettings, limit: int) -> dict[str, list[dict[str, Any]]]:
-    connection = pymysql.connect(
+def connect(settings: ReportSettings, **options: Any) -> pymysql.connections.Connection[Any]:
+    """A connection as the application user (read-only use)."""
+    return pymysql.connect(
         host=settings.mysql_host,
         port=settings.mysql_port,
         user=settings.mysql_user,
         password=settings.mysql_password.get_secret_value(),
         database=settings.mysql_database,
-        cursorclass=pymysql.cursors.DictCursor,
         connect_timeout=10,
+        **options,
     )
+
+
+def fetch(settings: ReportSettings, limit: int) -> dict[str, list[dict[str, Any]]]:
+    connection = connect(settings, cursorclass=pymysql.cursors.DictCursor)
     try:
         with connection.cursor() as cursor:
             result: dict[str, list[dict[str, Any]]] = {}

@@ -42,19 +42,19 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _trimmed(field: str, value: str, limit: int) -> str:
+    """`value` without surrounding blanks; it must then be non-empty and at most `limit` characters."""
+    trimmed = value.strip()
+    if not trimmed:
+        raise _invalid(field, "must not be empty or blank")
+    if len(trimmed) > limit:
+        raise _invalid(field, "is {length} characters long, at most {limit} allowed", length=len(trimmed), limit=limit)
+    return trimmed
+
+
 def _user_id(value: Any) -> str:
     if isinstance(value, str):
-        trimmed = value.strip()
-        if not trimmed:
-            raise _invalid("user_id", "must not be empty or blank")
-        if len(trimmed) > USER_ID_MAX_CHARS:
-            raise _invalid(
-                "user_id",
-                "is {length} characters long, at most {limit} allowed",
-                length=len(trimmed),
-                limit=USER_ID_MAX_CHARS,
-            )
-        return trimmed
+        return _trimmed("user_id", value, USER_ID_MAX_CHARS)
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     raise _invalid("user_id", "must be a string or an integer, got {value}", value=_shown(value))
@@ -63,17 +63,7 @@ def _user_id(value: Any) -> str:
 def _event_type(value: Any) -> str:
     if not isinstance(value, str):
         raise _invalid("event_type", "must be a string, got {value}", value=_shown(value))
-    trimmed = value.strip()
-    if not trimmed:
-        raise _invalid("event_type", "must not be empty or blank")
-    if len(trimmed) > EVENT_TYPE_MAX_CHARS:
-        raise _invalid(
-            "event_type",
-            "is {length} characters long, at most {limit} allowed",
-            length=len(trimmed),
-            limit=EVENT_TYPE_MAX_CHARS,
-        )
-    return trimmed.lower()
+    return _trimmed("event_type", value, EVENT_TYPE_MAX_CHARS).lower()
 
 
 def _timestamp(value: Any) -> datetime:

@@ -7,8 +7,6 @@ hand needs `make up` first; a service that is not healthy fails the test run at 
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -16,20 +14,12 @@ from types import ModuleType
 import pymysql
 import pytest
 
+from tests.conftest import load_module
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _load_stack() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("stack", ROOT / "infra" / "stack.py")
-    assert spec
-    assert spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["stack"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-stack = _load_stack()
+stack = load_module("stack", ROOT / "infra" / "stack.py")
 
 
 def require(*names: str) -> ModuleType:

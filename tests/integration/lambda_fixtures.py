@@ -90,6 +90,11 @@ def aws(ls_endpoint: str) -> Aws:
 @pytest.fixture(scope="session")
 def handlers_zip() -> bytes:
     """A deployment package of tests/integration/lambda_handlers (handlers at the zip's root)."""
+    return build_handlers_zip()
+
+
+def build_handlers_zip() -> bytes:
+    """Zip tests/integration/lambda_handlers/*.py at the archive's root."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for path in sorted(HANDLERS_DIR.glob("*.py")):

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import calendar
 import contextlib
-import io
 import json
 import os
 import shlex
@@ -23,7 +22,6 @@ import subprocess
 import time
 import urllib.request
 import uuid
-import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +33,7 @@ import pytest
 from botocore.config import Config
 
 from tests.integration.conftest import require
-from tests.integration.lambda_fixtures import HANDLERS_DIR, poll, wait_for_state
+from tests.integration.lambda_fixtures import build_handlers_zip, poll, wait_for_state
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV_FILE = ROOT / "infra" / "localstack" / "localstack.env"
@@ -117,14 +115,6 @@ class World:
     stack_outputs: dict[str, str] = field(default_factory=dict)
     log_messages: list[str] = field(default_factory=list)
     restarted_at: float = 0.0
-
-
-def handlers_zip() -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for path in sorted(HANDLERS_DIR.glob("*.py")):
-            archive.write(path, path.name)
-    return buffer.getvalue()
 
 
 def invoke(clients: Clients, name: str, event: object) -> Any:
@@ -226,7 +216,7 @@ def world(endpoint: str) -> Iterator[World]:
             Runtime="python3.11",
             Handler="handlers.put_marker",
             Role=role_arn,
-            Code={"ZipFile": handlers_zip()},
+            Code={"ZipFile": build_handlers_zip()},
             Timeout=30,
             Environment={"Variables": {"MARKER_BUCKET": w.bucket}},
         )

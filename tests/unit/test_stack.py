@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import socket
 import sys
 import time
@@ -12,6 +11,8 @@ from types import ModuleType
 
 import pytest
 
+from tests.conftest import load_module
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -20,13 +21,7 @@ def stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleTyp
     """A fresh copy of infra/stack.py whose logs and pid files live in a temporary folder."""
     monkeypatch.setenv("GAME_EVENTS_STACK_DIR", str(tmp_path))
     monkeypatch.setenv("STACK_START_TIMEOUT", "5")
-    spec = importlib.util.spec_from_file_location("stack_under_test", ROOT / "infra" / "stack.py")
-    assert spec
-    assert spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["stack_under_test"] = module
-    spec.loader.exec_module(module)
-    yield module
+    yield load_module("stack_under_test", ROOT / "infra" / "stack.py")
     del sys.modules["stack_under_test"]
 
 
