@@ -160,7 +160,7 @@ spark-jars: venv ## Resolve the Spark job's jars (Kafka source, MySQL JDBC drive
 
 .PHONY: spark-run
 spark-run: venv spark-jars ## Run the streaming job natively (local[*]; settings from the environment, see docs/spark-job.md)
-	$(PY) -m spark.job
+	SPARK_LOCAL_IP=127.0.0.1 $(PY) -m spark.job
 
 .PHONY: spark-test
 spark-test: venv spark-jars ## Spark job tests: unit, then integration against the native stack (starts what is missing)
@@ -168,8 +168,34 @@ spark-test: venv spark-jars ## Spark job tests: unit, then integration against t
 	$(STACK) run-tests -- pytest tests/integration/test_spark_job.py
 
 .PHONY: spark-bench
-spark-bench: venv spark-jars ## Benchmark the Spark job: 50 batches of 1,000,000 events -> bench/results/spark.json (needs make up)
+spark-bench: venv spark-jars ## Benchmark the Spark job: batches of 100k/1M/3M, a 1M batch after 1/10/50 others -> bench/results/spark.json
 	$(PY) bench/spark_job.py $(ARGS)
+
+# ---------------------------------------------------------------------------------------------------------------
+# Benchmarks (need `make up` and `make deploy`; ARGS=--quick for small sizes, results then in bench/tmp/)
+# ---------------------------------------------------------------------------------------------------------------
+.PHONY: bench
+bench: venv spark-jars ## Every benchmark in one run (~1 h on 2 idle cores) -> bench/results/*.json, summary.md
+	$(PY) bench/run_all.py $(ARGS)
+
+.PHONY: bench-quick
+bench-quick: venv spark-jars ## The same at small sizes, for development -> bench/tmp/results-quick/
+	$(PY) bench/run_all.py --quick $(ARGS)
+
+.PHONY: bench-spark
+bench-spark: spark-bench ## Our Spark job's batch times (= spark-bench)
+
+.PHONY: bench-baseline
+bench-baseline: venv spark-jars ## Recompute-from-history baseline at 1M/5M/10M events vs our job -> recompute_baseline.json
+	$(PY) bench/recompute_baseline.py $(ARGS)
+
+.PHONY: bench-freshness
+bench-freshness: venv spark-jars ## S3 upload -> row in MySQL, p50/p95: 1-min schedule + trigger, 5-s polling + trigger
+	$(PY) bench/freshness.py $(ARGS)
+
+.PHONY: bench-summary
+bench-summary: venv ## Rebuild bench/results/summary.json and summary.md from the results there
+	$(PY) bench/run_all.py --summary-only $(ARGS)
 
 .PHONY: spark-image
 spark-image: ## Build the Spark job's image from spark/Dockerfile (needs a Docker engine)

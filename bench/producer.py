@@ -117,6 +117,10 @@ def invoke_lambda(session: Any, endpoint: str, key: str) -> dict[str, Any]:
 
 def invoke_in_process(endpoint: str, key: str) -> dict[str, Any]:
     os.environ.update(AWS_ENDPOINT_URL=endpoint, EVENTS_BUCKET=BUCKET, EVENTS_TOPIC=TOPIC, DLQ_TOPIC=DLQ_TOPIC)
+    # The function's S3 client takes boto3's default credentials: LocalStack's dummy ones unless set (as in main).
+    defaults = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
+    for name, default in defaults.items():
+        os.environ.setdefault(name, default)
     from producer.handler import dependencies  # noqa: PLC0415 (reads the environment set just above)
 
     result: dict[str, Any] = dependencies().service.drain(lambda: 900.0, owner="bench", key=key).as_dict()

@@ -42,6 +42,16 @@ CREATE TABLE IF NOT EXISTS user_event_type_metrics (
     PRIMARY KEY (user_id, event_type)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
 
+-- Events per event type and minute of event time (UTC), for dashboards and the demo's time-series chart: one row
+-- per (minute, type) with the distinct events whose timestamp falls in that minute. Merged like the totals (counts
+-- add up), so the sum over minutes of a type equals its total_events.
+CREATE TABLE IF NOT EXISTS event_type_minute_metrics (
+    minute_start DATETIME NOT NULL,
+    event_type   VARCHAR(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+    total_events BIGINT UNSIGNED NOT NULL,
+    PRIMARY KEY (minute_start, event_type)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+
 -- Records that are not counted (contract §4): invalid Kafka messages, and the producer's rejections read from
 -- the dead-letter topic (then s3_* say where in S3 the record came from). raw_text is cut after
 -- REJECTED_RAW_MAX_CHARS characters (default 65,536; raw_truncated says so); raw_bytes is the original size.
@@ -79,8 +89,22 @@ CREATE TABLE IF NOT EXISTS spark_batch_ledger (
     user_type_rows  BIGINT NOT NULL,
     rejected_rows   BIGINT NOT NULL,
     committed_at    DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+    -- Seconds the sink spent on the batch: computing and loading the staging rows, and the merge transaction.
+    load_seconds    DOUBLE NULL,
+    merge_seconds   DOUBLE NULL,
     PRIMARY KEY (query_id, batch_id)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+
+-- Upgrade of a ledger created before load_seconds/merge_seconds existed (MySQL 8.4 has no ADD COLUMN IF NOT
+-- EXISTS, so the statement is chosen from information_schema).
+SET @ledger_upgrade = IF(
+    (SELECT COUNT(*) FROM information_schema.columns
+     WHERE table_schema = DATABASE() AND table_name = 'spark_batch_ledger' AND column_name = 'load_seconds') = 0,
+    'ALTER TABLE spark_batch_ledger ADD COLUMN load_seconds DOUBLE NULL, ADD COLUMN merge_seconds DOUBLE NULL',
+    'DO 0');
+PREPARE ledger_upgrade FROM @ledger_upgrade;
+EXECUTE ledger_upgrade;
+DEALLOCATE PREPARE ledger_upgrade;
 
 -- Staging: Spark's executors bulk-load one batch's aggregates here (JDBC, batched inserts), keyed by batch so a
 -- retried load of the same batch cannot be merged twice (the primary keys reject a second copy). The merge reads
@@ -104,6 +128,15 @@ CREATE TABLE IF NOT EXISTS stg_user_metrics (
     first_event_at DATETIME(6) NOT NULL,
     last_event_at  DATETIME(6) NOT NULL,
     PRIMARY KEY (query_id, batch_id, user_id)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+
+CREATE TABLE IF NOT EXISTS stg_event_type_minute_metrics (
+    query_id     CHAR(36) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+    batch_id     BIGINT NOT NULL,
+    minute_start DATETIME NOT NULL,
+    event_type   VARCHAR(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+    event_count  BIGINT UNSIGNED NOT NULL,
+    PRIMARY KEY (query_id, batch_id, minute_start, event_type)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
 
 CREATE TABLE IF NOT EXISTS stg_rejected_events (

@@ -137,6 +137,7 @@ class Service:
 
     name = ""
     port = 0
+    extra_ports: tuple[int, ...] = ()  # further ports the service binds (checked free before a start)
     optional = False  # a stopped optional service does not make `status` fail
 
     @property
@@ -194,11 +195,12 @@ class Service:
                 return
             say(f"{self.name}: running (pid {self.pid()}) but not healthy yet ({detail}); waiting")
         else:
-            if self.port and port_open(self.port):
-                raise StackError(
-                    f"{self.name}: port 127.0.0.1:{self.port} is already taken by another program "
-                    f"(not started by this stack). Stop it, or set the port variable (see docs/operations.md)."
-                )
+            for port in (self.port, *self.extra_ports):
+                if port and port_open(port):
+                    raise StackError(
+                        f"{self.name}: port 127.0.0.1:{port} is already taken by another program "
+                        f"(not started by this stack). Stop it, or set the port variable (see docs/operations.md)."
+                    )
             self.prepare()
             cmd, env = self.command()
             LOGS.mkdir(parents=True, exist_ok=True)
@@ -285,6 +287,7 @@ class Kafka(Service):
 
     def __init__(self) -> None:
         self.port = S.kafka_port
+        self.extra_ports = (S.kafka_controller_port,)
         self.jars = S.stack_dir / "jars" / "kafka"
         self.home = S.stack_dir / "kafka"
         self.data = self.home / "data"
@@ -380,6 +383,11 @@ class MariaDB(Service):
             raise StackError(
                 "mariadb: the server is not installed. Run as root, or install it yourself: "
                 "sudo apt-get install -y mariadb-server mariadb-client"
+            )
+        if shutil.which("apt-get") is None:
+            raise StackError(
+                "mariadb: the server is not installed and this machine has no apt-get. Install MariaDB 10.11+ "
+                "(the mariadbd server and the mariadb client) with your package manager, then run again."
             )
         say("mariadb: installing mariadb-server and mariadb-client from Debian packages")
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
@@ -599,6 +607,8 @@ class SparkJob(Service):
         digest = files_digest(pom)
         if stamp.valid(digest):
             return
+        if shutil.which("mvn") is None or shutil.which("java") is None:
+            raise StackError("spark: Java 17+ and Maven are needed to fetch the job's jars (apt-get install maven)")
         say("spark: resolving the Kafka connector and JDBC driver jars with Maven")
         shutil.rmtree(self.jars, ignore_errors=True)
         run(["mvn", "-q", "-B", "-f", pom, "dependency:copy-dependencies", f"-DoutputDirectory={self.jars}"])

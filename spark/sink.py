@@ -16,6 +16,7 @@ Any failure raises, which fails the streaming query; the job restarts it from th
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -33,7 +34,12 @@ from spark.settings import Settings
 
 log = KeyValueLogger("game_events.spark.sink")
 
-STAGING_TABLES = ("stg_user_event_type_metrics", "stg_user_metrics", "stg_rejected_events")
+STAGING_TABLES = (
+    "stg_user_event_type_metrics",
+    "stg_user_metrics",
+    "stg_event_type_minute_metrics",
+    "stg_rejected_events",
+)
 
 MERGE_EVENT_TYPES = """
 INSERT INTO event_type_metrics (event_type, total_events, unique_users)
@@ -83,6 +89,14 @@ ON DUPLICATE KEY UPDATE
     last_event_at = GREATEST(user_metrics.last_event_at, VALUES(last_event_at))
 """
 
+MERGE_MINUTES = """
+INSERT INTO event_type_minute_metrics (minute_start, event_type, total_events)
+SELECT s.minute_start, s.event_type, s.event_count
+FROM stg_event_type_minute_metrics s
+WHERE s.query_id = %(query_id)s AND s.batch_id = %(batch_id)s
+ON DUPLICATE KEY UPDATE total_events = event_type_minute_metrics.total_events + VALUES(total_events)
+"""
+
 MERGE_REJECTED = """
 INSERT INTO rejected_events (
     reason, kafka_topic, kafka_partition, kafka_offset, received_at, s3_bucket, s3_key, s3_record_kind,
@@ -96,8 +110,17 @@ ON DUPLICATE KEY UPDATE id = rejected_events.id
 """
 
 INSERT_LEDGER = """
-INSERT INTO spark_batch_ledger (query_id, batch_id, query_name, event_rows, user_type_rows, rejected_rows)
-VALUES (%(query_id)s, %(batch_id)s, %(query_name)s, %(event_rows)s, %(user_type_rows)s, %(rejected_rows)s)
+INSERT INTO spark_batch_ledger (
+    query_id, batch_id, query_name, event_rows, user_type_rows, rejected_rows, load_seconds)
+VALUES (
+    %(query_id)s, %(batch_id)s, %(query_name)s, %(event_rows)s, %(user_type_rows)s, %(rejected_rows)s,
+    %(load_seconds)s)
+"""
+
+# Last statement of the merge transaction: the time the merge took, in the row that commits with it.
+SET_MERGE_SECONDS = """
+UPDATE spark_batch_ledger SET merge_seconds = %(merge_seconds)s
+WHERE query_id = %(query_id)s AND batch_id = %(batch_id)s
 """
 
 ER_DUP_ENTRY = 1062
@@ -132,6 +155,7 @@ class BatchCounts:
     event_rows: int
     user_type_rows: int
     rejected_rows: int
+    load_seconds: float | None = None
 
 
 @contextmanager
@@ -171,6 +195,7 @@ class MetricsSink:
             self.clear_staging(conn, query_id)
             counts = self.load_staging(batch, query_id, batch_id)
             loaded = time.monotonic()
+            counts = dataclasses.replace(counts, load_seconds=round(loaded - started, 3))
             committed = self.merge(conn, query_id, batch_id, counts)
             merged = time.monotonic()
             if committed:
@@ -237,6 +262,8 @@ class MetricsSink:
             if counts.user_type_rows:
                 self._jdbc_append(keyed(pairs), "stg_user_event_type_metrics")
                 self._jdbc_append(keyed(transforms.user_aggregates(pairs)), "stg_user_metrics")
+                minutes = transforms.event_type_minute_aggregates(batch)
+                self._jdbc_append(keyed(minutes), "stg_event_type_minute_metrics")
             if counts.rejected_rows:
                 self._jdbc_append(keyed(rejected), "stg_rejected_events")
             return counts
@@ -261,13 +288,15 @@ class MetricsSink:
 
     def merge(self, conn: Connection, query_id: str, batch_id: int, counts: BatchCounts) -> bool:
         """One transaction: ledger row + every merge. False when the ledger already had the batch."""
-        params = {
+        started = time.monotonic()
+        params: dict[str, Any] = {
             "query_id": query_id,
             "batch_id": batch_id,
             "query_name": self._settings.query_name,
             "event_rows": counts.event_rows,
             "user_type_rows": counts.user_type_rows,
             "rejected_rows": counts.rejected_rows,
+            "load_seconds": counts.load_seconds,
         }
         try:
             with _cursor(conn) as cur:
@@ -282,8 +311,10 @@ class MetricsSink:
                     cur.execute(MERGE_EVENT_TYPES, params)
                     cur.execute(MERGE_USER_EVENT_TYPES, params)
                     cur.execute(MERGE_USERS, params)
+                    cur.execute(MERGE_MINUTES, params)
                 if counts.rejected_rows:
                     cur.execute(MERGE_REJECTED, params)
+                cur.execute(SET_MERGE_SECONDS, {**params, "merge_seconds": round(time.monotonic() - started, 3)})
             conn.commit()
             return True
         except BaseException:

@@ -397,6 +397,15 @@ def user_event_type_aggregates(batch: DataFrame) -> DataFrame:
     )
 
 
+def event_type_minute_aggregates(batch: DataFrame) -> DataFrame:
+    """Valid events of one batch -> per (minute of event time, event_type): event_count."""
+    return (
+        batch.where(F.col("is_event"))
+        .groupBy(F.date_trunc("minute", "event_at").alias("minute_start"), "event_type")
+        .agg(F.count(F.lit(1)).alias("event_count"))
+    )
+
+
 def user_aggregates(pairs: DataFrame) -> DataFrame:
     """Per (user, type) aggregates -> per user: event_count, first_event_at, last_event_at."""
     return pairs.groupBy("user_id").agg(

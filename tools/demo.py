@@ -141,6 +141,7 @@ def wait_for_pipeline(uploaded: list[str], timeout: float) -> None:
 
 
 def write_chart(settings: Any, path: Path) -> Path:
+    """Events per type over event time (per minute), totals per type, and the distribution of average gaps."""
     import matplotlib  # noqa: PLC0415 - only the demo draws
 
     matplotlib.use("Agg")
@@ -149,6 +150,10 @@ def write_chart(settings: Any, path: Path) -> Path:
     connection = report.connect(settings)
     try:
         with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT minute_start, event_type, total_events FROM event_type_minute_metrics ORDER BY minute_start"
+            )
+            minutes = cursor.fetchall()
             cursor.execute("SELECT event_type, total_events, unique_users FROM event_type_metrics ORDER BY event_type")
             per_type = cursor.fetchall()
             cursor.execute(
@@ -158,18 +163,29 @@ def write_chart(settings: Any, path: Path) -> Path:
     finally:
         connection.close()
 
-    figure, (left, right) = plt.subplots(1, 2, figsize=(13, 4.8))
+    figure, (timeline, bars, histogram) = plt.subplots(1, 3, figsize=(19, 5))
+    series: dict[str, tuple[list[Any], list[int]]] = {}
+    for minute, kind, count in minutes:
+        xs, ys = series.setdefault(str(kind), ([], []))
+        xs.append(minute)
+        ys.append(int(count))
+    for kind, (xs, ys) in sorted(series.items()):
+        timeline.plot(xs, ys, marker="o", markersize=3, linewidth=1, label=kind)
+    timeline.set_title("Events per type and minute of event time (UTC)")
+    timeline.set_ylabel("events")
+    timeline.legend(fontsize="small")
+    figure.autofmt_xdate()
     names = [str(row[0]) for row in per_type]
     positions = range(len(names))
-    left.bar([p - 0.2 for p in positions], [int(row[1]) for row in per_type], width=0.4, label="events")
-    left.bar([p + 0.2 for p in positions], [int(row[2]) for row in per_type], width=0.4, label="unique users")
-    left.set_xticks(list(positions), names, rotation=30, ha="right")
-    left.set_title("Events and unique users per event type (all time)")
-    left.legend()
-    right.hist(gaps, bins=30, color="tab:purple")
-    right.set_title(f"Average time between a user's events ({len(gaps):,} users with ≥ 2 events)")
-    right.set_xlabel("seconds")
-    right.set_ylabel("users")
+    bars.bar([p - 0.2 for p in positions], [int(row[1]) for row in per_type], width=0.4, label="events")
+    bars.bar([p + 0.2 for p in positions], [int(row[2]) for row in per_type], width=0.4, label="unique users")
+    bars.set_xticks(list(positions), names, rotation=30, ha="right")
+    bars.set_title("Events and unique users per event type (all time)")
+    bars.legend()
+    histogram.hist(gaps, bins=30, color="tab:purple")
+    histogram.set_title(f"Average time between a user's events ({len(gaps):,} users with ≥ 2 events)")
+    histogram.set_xlabel("seconds")
+    histogram.set_ylabel("users")
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)
@@ -211,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = report.ReportSettings()
     report.render(report.fetch(settings, limit=10), report.Console(width=120))
     chart = write_chart(settings, args.chart)
-    print(f"\nChart (events and users per type, average-gap distribution): {stack.show(chart)}")
+    print(f"\nChart (events per type over time, totals per type, average-gap distribution): {stack.show(chart)}")
     print(
         f"""
 The stack and the Spark job keep running. Explore:

@@ -46,12 +46,17 @@ QUERIES: dict[str, str] = {
         SELECT user_id, event_count, first_event_at, last_event_at, avg_seconds_between_events
         FROM user_metrics ORDER BY event_count DESC, user_id LIMIT %(limit)s
     """,
+    "events_per_minute": """
+        SELECT minute_start, event_type, total_events
+        FROM event_type_minute_metrics ORDER BY minute_start DESC, event_type LIMIT %(limit)s
+    """,
     "rejected_by_reason": """
         SELECT reason, COUNT(*) AS records, MAX(received_at) AS last_seen
         FROM rejected_events GROUP BY reason ORDER BY records DESC, reason LIMIT %(limit)s
     """,
     "last_batches": """
-        SELECT query_name, batch_id, event_rows, user_type_rows, rejected_rows, committed_at
+        SELECT query_name, batch_id, event_rows, user_type_rows, rejected_rows, committed_at,
+               ROUND(load_seconds + merge_seconds, 3) AS seconds, load_seconds, merge_seconds
         FROM spark_batch_ledger ORDER BY committed_at DESC, batch_id DESC LIMIT %(limit)s
     """,
 }
@@ -59,6 +64,7 @@ QUERIES: dict[str, str] = {
 TITLES = {
     "event_types": "Event types (all time)",
     "top_users": "Most active users",
+    "events_per_minute": "Latest minutes of event time (events per type)",
     "rejected_by_reason": "Rejected records by reason",
     "last_batches": "Last committed Spark micro-batches",
 }
@@ -102,7 +108,7 @@ def cell(value: Any) -> str:
     if value is None:
         return "NULL"
     if isinstance(value, float):
-        return f"{value:,.1f}"
+        return f"{value:,.2f}"
     if isinstance(value, int):
         return f"{value:,}"
     return str(value)

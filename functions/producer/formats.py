@@ -17,7 +17,7 @@ import json
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import IO, Any, Final, Literal, NamedTuple
+from typing import IO, Any, Final, Literal
 
 import ijson
 
@@ -41,16 +41,13 @@ class FileFormat:
     gzip: bool
 
 
-class Line(NamedTuple):
-    """One non-blank NDJSON line, without its line terminator (`too_long`: only its first bytes).
-    A NamedTuple rather than a dataclass: one is made per line, and tuples are the cheapest to build."""
+# One NDJSON line: (1-based line number, the line without its terminator and surrounding blanks, too_long).
+# When too_long, the bytes are only the line's first 4096. A plain tuple, not a NamedTuple: one is made per line,
+# and a NamedTuple's constructor costs more than splitting the line out of the buffer.
+RawLine = tuple[int, bytes, bool]
 
-    number: int
-    raw: bytes
-    too_long: bool = False
-
-    def text(self) -> str:
-        return self.raw.decode("utf-8", "replace")
+# Bytes of an oversized line that are kept (for the dead letter's raw text).
+TOO_LONG_HEAD_BYTES: Final = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,30 +81,38 @@ def detect_format(key: str) -> FileFormat | None:
 _FORMAT_ERRORS = (gzip.BadGzipFile, EOFError, zlib.error, ijson.JSONError, UnicodeDecodeError)
 
 
-def read_records(stream: IO[bytes], fmt: FileFormat) -> Iterator[Line | Element]:
-    """The records of `stream`, lazily. Raises UnreadableFileError when the format breaks."""
-    source: IO[bytes] = gzip.GzipFile(fileobj=stream, mode="rb") if fmt.gzip else stream  # type: ignore[assignment]
-    if fmt.kind == "ndjson":
-        return _lines(source)
-    return _elements(source)
+def _decompressed(stream: IO[bytes], fmt: FileFormat) -> IO[bytes]:
+    if fmt.gzip:
+        return gzip.GzipFile(fileobj=stream, mode="rb")  # type: ignore[return-value]
+    return stream
 
 
-def _lines(source: IO[bytes]) -> Iterator[Line]:
+def read_lines(stream: IO[bytes], fmt: FileFormat) -> Iterator[RawLine]:
+    """The non-blank lines of an NDJSON `stream`, lazily. Raises UnreadableFileError when the format breaks
+    (gzip)."""
+    source = _decompressed(stream, fmt)
+    readline, limit, blanks = source.readline, MAX_LINE_BYTES, _WHITESPACE
     number = 0
     try:
-        while line := source.readline(MAX_LINE_BYTES + 1):
+        while line := readline(limit + 1):
             number += 1
-            if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
-                head = line[:4096]
-                while (rest := source.readline(MAX_LINE_BYTES)) and not rest.endswith(b"\n"):
+            if len(line) > limit and not line.endswith(b"\n"):
+                head = line[:TOO_LONG_HEAD_BYTES]
+                while (rest := readline(limit)) and not rest.endswith(b"\n"):
                     pass  # skip the remainder of the oversized line without holding it
-                yield Line(number, head, too_long=True)
+                yield number, head, True
                 continue
-            stripped = line.strip(_WHITESPACE)
+            stripped = line.strip(blanks)
             if stripped:
-                yield Line(number, stripped)
+                yield number, stripped, False
     except _FORMAT_ERRORS as exc:
         raise UnreadableFileError(_describe(exc), f"line {number + 1}") from None
+
+
+def read_elements(stream: IO[bytes], fmt: FileFormat) -> Iterator[Element]:
+    """The elements of a JSON array `stream` (or its one object), lazily. Raises UnreadableFileError when the
+    format breaks."""
+    return _elements(_decompressed(stream, fmt))
 
 
 class _Prefixed(io.RawIOBase):

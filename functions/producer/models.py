@@ -27,8 +27,13 @@ _TIMESTAMP_RE: Final = re.compile(
 )
 
 
+# Length of that form: 'YYYY-MM-DDThh:mm:ss.ffffffZ'.
+_UTC_TEXT_CHARS: Final = 27
+
+
 def utc_text(moment: datetime) -> str:
-    """An aware datetime as 'YYYY-MM-DDThh:mm:ss.ffffffZ' in UTC (the one text form the producer writes)."""
+    """An aware datetime as 'YYYY-MM-DDThh:mm:ss.ffffffZ' in UTC (the one text form the producer writes).
+    Raises OverflowError when the instant in UTC falls outside years 1..9999."""
     in_utc = moment if moment.tzinfo is UTC else moment.astimezone(UTC)
     return in_utc.isoformat(timespec="microseconds")[:-6] + "Z"
 
@@ -66,7 +71,7 @@ def _event_type(value: Any) -> str:
     return _trimmed("event_type", value, EVENT_TYPE_MAX_CHARS).lower()
 
 
-def _timestamp(value: Any) -> datetime:
+def _timestamp(value: Any) -> str:
     if not isinstance(value, str):
         raise _invalid("timestamp", "must be an ISO-8601 string, got {value}", value=_shown(value))
     if _TIMESTAMP_RE.fullmatch(value) is None:
@@ -77,7 +82,12 @@ def _timestamp(value: Any) -> datetime:
         )
     try:
         # fromisoformat keeps the fraction to the microsecond (further digits are truncated).
-        return datetime.fromisoformat(value).astimezone(UTC)
+        moment = datetime.fromisoformat(value)
+        if len(value) == _UTC_TEXT_CHARS and value[19] == "." and value[-1] == "Z":
+            # Already 'YYYY-MM-DDThh:mm:ss.ffffffZ' (the form the generator and the producer write): the text is
+            # its own normal form, and formatting it again would cost more than all the other rules together.
+            return value
+        return utc_text(moment)
     except (ValueError, OverflowError) as exc:
         raise _invalid(
             "timestamp", "{value} is not a valid date and time: {error}", value=_shown(value), error=str(exc)
@@ -109,27 +119,33 @@ def _event_id(value: Any) -> str | None:
 
 
 class GameEvent(BaseModel):
-    """One valid, normalized event (contract §1). Unknown fields are ignored."""
+    """One valid, normalized event (contract §1). Unknown fields are ignored.
+
+    `timestamp` holds the instant as its one normal text, 'YYYY-MM-DDThh:mm:ss.ffffffZ' (UTC, six fraction
+    digits): two forms of one instant give one text, texts sort in time order, and it is what the message
+    carries. `instant` gives it as an aware datetime.
+    """
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     user_id: Annotated[str, PlainValidator(_user_id)]
     event_type: Annotated[str, PlainValidator(_event_type)]
-    timestamp: Annotated[datetime, PlainValidator(_timestamp)]
+    timestamp: Annotated[str, PlainValidator(_timestamp)]
     game_id: Annotated[str | None, PlainValidator(_game_id)] = None
     payload: Annotated[dict[str, Any] | None, PlainValidator(_payload)] = None
     event_id: Annotated[str | None, PlainValidator(_event_id)] = None
 
-    def timestamp_text(self) -> str:
-        """The instant as 'YYYY-MM-DDThh:mm:ss.ffffffZ' (always six fraction digits, always UTC)."""
-        return utc_text(self.timestamp)
+    @property
+    def instant(self) -> datetime:
+        """The timestamp as an aware datetime in UTC."""
+        return datetime.fromisoformat(self.timestamp)
 
     def dedup_key(self) -> str:
         """The identity of contract §3: 'id:<event_id>', else 'sha256:<hex>' of the normalized tuple."""
         if self.event_id is not None:
             return "id:" + self.event_id
         canonical = json.dumps(
-            [self.user_id, self.event_type, self.timestamp_text(), self.game_id, self.payload],
+            [self.user_id, self.event_type, self.timestamp, self.game_id, self.payload],
             sort_keys=True,
             separators=(",", ":"),
             ensure_ascii=False,
@@ -138,15 +154,16 @@ class GameEvent(BaseModel):
 
     def to_message(self, source: str) -> bytes:
         """The value written to the events topic (docs/producer.md, "game-events message")."""
+        event_id = self.event_id
         return to_json(
             {
-                "event_id": self.event_id,
+                "event_id": event_id,
                 "user_id": self.user_id,
                 "event_type": self.event_type,
-                "timestamp": self.timestamp_text(),
+                "timestamp": self.timestamp,
                 "game_id": self.game_id,
                 "payload": self.payload,
-                "dedup_key": self.dedup_key(),
+                "dedup_key": self.dedup_key() if event_id is None else "id:" + event_id,
                 "source": source,
             }
         )

@@ -38,7 +38,7 @@ def test_every_event_is_valid_and_has_a_unique_event_id() -> None:
 
 def test_time_advances_at_the_requested_rate() -> None:
     events = generate(5000, seed=2, rate=100.0)
-    times = [parse_event(e).timestamp for e in events]
+    times = [parse_event(e).instant for e in events]
     assert times == sorted(times)
     assert times[0] >= START
     seconds = (times[-1] - times[0]).total_seconds()

@@ -23,7 +23,7 @@ def test_contract_example_is_valid_and_normalized() -> None:
     assert parsed == GameEvent.model_construct(
         user_id="123",
         event_type="click",
-        timestamp=datetime(2023, 10, 27, 10, 0, tzinfo=UTC),
+        timestamp="2023-10-27T10:00:00.000000Z",
         game_id="456",
         payload={"button_id": "789"},
     )
@@ -104,7 +104,7 @@ def test_event_type_violations_are_rejected_with_a_reason(given: Any, reason: st
     ],
 )
 def test_timestamp_becomes_an_instant_in_utc(given: str, expected: datetime) -> None:
-    parsed = parse_event(event(timestamp=given)).timestamp
+    parsed = parse_event(event(timestamp=given)).instant
     assert parsed == expected
     assert parsed.utcoffset() is not None
     assert parsed.utcoffset().total_seconds() == 0  # type: ignore[union-attr]
@@ -112,7 +112,39 @@ def test_timestamp_becomes_an_instant_in_utc(given: str, expected: datetime) -> 
 
 def test_timestamp_is_written_in_utc_with_microseconds() -> None:
     parsed = parse_event(event(timestamp="2023-10-27T12:00:00.25+02:00"))
-    assert parsed.timestamp_text() == "2023-10-27T10:00:00.250000Z"
+    assert parsed.timestamp == "2023-10-27T10:00:00.250000Z"
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("2023-10-27T10:00:00.123456Z", "2023-10-27T10:00:00.123456Z"),  # already the normal form: kept as is
+        ("0999-12-31T23:59:59.999999Z", "0999-12-31T23:59:59.999999Z"),
+        ("2023-10-27T10:00:00Z", "2023-10-27T10:00:00.000000Z"),
+        ("2023-10-27T10:00Z", "2023-10-27T10:00:00.000000Z"),
+        ("2023-10-27T10:00:00.5Z", "2023-10-27T10:00:00.500000Z"),
+        ("2023-10-27T10:00:00,123456Z", "2023-10-27T10:00:00.123456Z"),
+        ("2023-10-27T10:00:00.1234567Z", "2023-10-27T10:00:00.123456Z"),
+        ("2023-10-27T10:00:00.123456+00:00", "2023-10-27T10:00:00.123456Z"),
+        ("2023-10-27T11:00:00.123456+01:00", "2023-10-27T10:00:00.123456Z"),
+        ("2023-10-27T00:30:00.123456+01:00", "2023-10-26T23:30:00.123456Z"),
+    ],
+)
+def test_every_form_of_a_timestamp_gives_the_one_text_of_its_utc_instant(given: str, expected: str) -> None:
+    assert parse_event(event(timestamp=given)).timestamp == expected
+
+
+@pytest.mark.parametrize(
+    ("given", "reason"),
+    [
+        ("2023-02-30T10:00:00.000000Z", "is not a valid date and time"),
+        ("2023-10-27T24:00:00.000000Z", "is not a valid date and time"),
+        ("2023-W43-5T10:00:00.000000Z", "is not ISO-8601"),  # a week date, which fromisoformat alone would take
+        ("2023-10-27T10:00:00.00000\uff10Z", "is not ISO-8601"),  # a full-width digit
+    ],
+)
+def test_text_shaped_like_the_normal_form_is_still_checked(given: str, reason: str) -> None:
+    assert reason_for(event(timestamp=given)).startswith(f'timestamp: "{given}" {reason}')
 
 
 @pytest.mark.parametrize(

@@ -39,3 +39,22 @@ def test_flush_gives_up_at_its_timeout_and_drops_what_is_left() -> None:
         publisher.flush(timeout_seconds=1)
     assert time.monotonic() - started < 5
     publisher.flush(timeout_seconds=1)  # nothing left over for the next object
+
+
+def test_a_full_local_queue_serves_delivery_reports_until_the_message_fits() -> None:
+    publisher = KafkaPublisher("127.0.0.1:1", delivery_timeout_ms=1000, linger_ms=0)
+    produce, attempts = publisher._produce, []
+
+    def full_twice(topic: str, value: bytes, key: bytes | None) -> None:
+        attempts.append(value)
+        if len(attempts) <= 2:
+            raise BufferError("Local: Queue full")
+        produce(topic, value, key)
+
+    publisher._produce = full_twice
+
+    publisher.publish("game-events", b"user", b"{}")
+
+    assert attempts == [b"{}"] * 3
+    with pytest.raises(PublishError, match=r"^1 messages were not delivered to Kafka"):
+        publisher.flush(timeout_seconds=10)

@@ -122,6 +122,37 @@ def test_each_bad_array_element_is_dead_lettered_with_its_index(
     assert letters[1]["reason"] == "not a JSON object"
 
 
+def test_lines_and_array_elements_are_judged_alike(
+    s3: Any, service: ProducerService, publisher: InMemoryPublisher
+) -> None:
+    # Given the same records as NDJSON lines and as JSON array elements (two loops in the service)
+    records: list[Any] = [
+        event(user_id=" 7 ", event_type=" Click", timestamp="2023-10-27T12:00:00+02:00", game_id=9),
+        event(timestamp="2023-10-27T10:00:00.123456Z", event_id="e-1"),
+        event(timestamp="2023-02-30T10:00:00.000000Z"),
+        event(user_id=" ", event_type="x" * 65, timestamp="2023-10-27T10:00:00"),
+        {"user_id": 1.5, "payload": [1], "event_id": 17},
+        [1],
+    ]
+    put(s3, "incoming/a.ndjson", ndjson(*records))
+    put(s3, "incoming/b.json", json.dumps(records))
+
+    drain(service)
+
+    # Then both publish the same messages and reject the same records for the same reasons
+    by_file: dict[str, list[Any]] = {"a": [], "b": []}
+    for message in publisher.on("game-events"):
+        value = message.json()
+        by_file[value.pop("source").split("/")[-1][0]].append((message.key, value))
+    assert by_file["a"] == by_file["b"]
+    assert len(by_file["a"]) == 2
+    letters = dead_letters(publisher)
+    lines = [(d["record_number"] - 1, d["reason"]) for d in letters if d["record_kind"] == "line"]
+    elements = [(d["record_number"], d["reason"]) for d in letters if d["record_kind"] == "element"]
+    assert lines == elements
+    assert [number for number, _ in lines] == [2, 3, 4, 5]
+
+
 def test_messages_name_their_source_record(s3: Any, service: ProducerService, publisher: InMemoryPublisher) -> None:
     put(s3, "incoming/src.ndjson", "\n" + json.dumps(event()))
     drain(service)
@@ -170,6 +201,24 @@ def test_elements_before_a_syntax_error_are_published_and_the_report_says_so(
     report = json.loads(s3.get_object(Bucket=BUCKET, Key="rejected/cut.json.report.json")["Body"].read())
     assert report["events_published_before_the_error"] == 1
     assert report["position"] == "element 1"
+
+
+def test_lines_before_a_truncated_gzip_stream_are_published_and_the_report_says_so(
+    s3: Any, service: ProducerService, publisher: InMemoryPublisher
+) -> None:
+    lines = ndjson(*[event(user_id=str(n), payload={"n": n}) for n in range(2000)])
+    compressed = gzip.compress(lines.encode())
+    put(s3, "incoming/cut.ndjson.gz", compressed[: len(compressed) // 2])
+
+    drain(service)
+
+    published = user_ids(publisher)
+    assert 0 < len(published) < 2000
+    assert published == [str(n) for n in range(len(published))]
+    report = json.loads(s3.get_object(Bucket=BUCKET, Key="rejected/cut.ndjson.gz.report.json")["Body"].read())
+    assert report["events_published_before_the_error"] == len(published)
+    assert report["position"] == f"line {len(published) + 1}"
+    assert "truncated" in report["reason"]
 
 
 def test_a_record_too_large_for_kafka_is_rejected_with_that_reason(

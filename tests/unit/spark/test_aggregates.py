@@ -80,6 +80,26 @@ def test_per_user_and_type_counts_first_last(spark: SparkSession) -> None:
     assertDataFrameEqual(got, expected)
 
 
+def test_per_minute_counts_by_event_time_in_utc(spark: SparkSession) -> None:
+    values: list[Any] = [
+        event(event_type="Click", timestamp="2023-10-27T10:00:00Z"),
+        event(event_type="click", timestamp="2023-10-27T10:00:59.999999Z", user_id="v"),
+        event(event_type="click", timestamp="2023-10-27T12:01:00+02:00", user_id="w"),  # 10:01 UTC
+        event(event_type="view", timestamp="2019-01-01T00:00:30Z"),
+        "{bad",
+    ]
+    got = transforms.event_type_minute_aggregates(parse(spark, values))
+    expected = spark.createDataFrame(
+        [
+            (datetime(2023, 10, 27, 10, 0), "click", 2),
+            (datetime(2023, 10, 27, 10, 1), "click", 1),
+            (datetime(2019, 1, 1, 0, 0), "view", 1),
+        ],
+        "minute_start timestamp, event_type string, event_count long",
+    )
+    assertDataFrameEqual(got, expected)
+
+
 def test_merging_batches_equals_aggregating_everything_at_once(spark: SparkSession) -> None:
     # Given events of three users with arbitrary times, split into two batches in scrambled order
     minutes = [7, 3, 59, 0, 31, 12, 44, 3, 18, 25]
