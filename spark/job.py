@@ -127,8 +127,8 @@ class ProgressLogger(StreamingQueryListener):
         )
         if dropped:
             log.error(
-                "rows dropped by the watermark: Kafka partitions are more than DEDUP_WINDOW apart in arrival time; "
-                "lower MAX_OFFSETS_PER_TRIGGER's skew (or set it to 0) and replay if needed",
+                "rows dropped by the watermark (not counted): did the Kafka broker's clock jump by more than "
+                "DEDUP_WINDOW? Reprocess from scratch to count them (docs/troubleshooting.md)",
                 batch_id=progress.batchId,
                 rows=dropped,
             )

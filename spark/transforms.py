@@ -372,16 +372,35 @@ def parse_records(records: DataFrame, dlq_topic: str, raw_max_chars: int) -> Dat
     )
 
 
+_MICROS_PER_UNIT: Final = {"millisecond": 1_000, "second": 1_000_000, "minute": 60_000_000, "hour": 3_600_000_000}
+
+
+def interval_micros(interval: str) -> int:
+    """'1 hour', '90 seconds', '1.5 minutes' (the settings' interval form) -> microseconds."""
+    number, unit = interval.split()
+    return round(float(number) * _MICROS_PER_UNIT[unit.lower().removesuffix("s")])
+
+
 def deduplicate(parsed: DataFrame, window: str) -> DataFrame:
     """Copies (same dedup_key) arriving within `window` of each other by Kafka arrival time count once.
 
-    On a stream, dropDuplicatesWithinWatermark keeps each key in the state store until the watermark on kafka_ts
-    (max arrival time seen - window) passes the key's first arrival + window. On a static DataFrame (tests,
-    backfills) every copy after the first is dropped.
+    On a stream, dropDuplicatesWithinWatermark keeps each key in the state store until the watermark (max time
+    seen - window) passes the key's first time + window. The time is the Kafka arrival time, raised to at least
+    the micro-batch's timestamp - window: then no row is ever older than the watermark, so none is dropped as
+    late, even when a capped catch-up reads one partition hours behind another (the watermark is global). Rows
+    arriving in time (the normal case) keep their arrival time. docs/spark-job.md, "Identity and duplicates".
+    On a static DataFrame (tests, backfills) every copy after the first is dropped.
     """
     if not parsed.isStreaming:
         return parsed.dropDuplicates(["dedup_key"])
-    return parsed.withWatermark("kafka_ts", window).dropDuplicatesWithinWatermark(["dedup_key"])
+    # current_timestamp() is the micro-batch's timestamp in a stream (kept in the offset log: a replay sees it again).
+    floor = F.timestamp_micros(F.unix_micros(F.current_timestamp()) - F.lit(interval_micros(window)))
+    return (
+        parsed.withColumn("dedup_at", F.greatest(F.col("kafka_ts"), floor))
+        .withWatermark("dedup_at", window)
+        .dropDuplicatesWithinWatermark(["dedup_key"])
+        .drop("dedup_at")
+    )
 
 
 def user_event_type_aggregates(batch: DataFrame) -> DataFrame:

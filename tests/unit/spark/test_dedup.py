@@ -10,7 +10,7 @@ from pyspark.sql import DataFrame, Row, SparkSession
 
 from spark import transforms
 
-from .conftest import ARRIVAL, DLQ_TOPIC, KAFKA_SCHEMA, RAW_MAX_CHARS, event, parse, value_of
+from .conftest import DLQ_TOPIC, KAFKA_SCHEMA, RAW_MAX_CHARS, event, parse, value_of
 
 
 def _keys(spark: SparkSession, values: list[Any]) -> list[bytes]:
@@ -68,6 +68,11 @@ def test_copies_in_one_batch_count_once(spark: SparkSession) -> None:
     assert transforms.deduplicate(parsed, "1 hour").count() == 2
 
 
+# Arrival times of the streaming tests are around the real clock: the job takes every arrival time as at least
+# (micro-batch time - window), as Kafka's LogAppendTime always is in production.
+ARRIVAL = datetime.now(UTC).replace(microsecond=0)
+
+
 class _Stream:
     """A streaming run over parquet files of Kafka-like rows: one availableNow run per `run` call."""
 
@@ -79,8 +84,8 @@ class _Stream:
         self.offset = 0
         self.out: list[Row] = []
 
-    def run(self, values: list[Any], arrival: datetime) -> list[Row]:
-        rows = [("game-events", 0, self.offset + i, arrival, value_of(v)) for i, v in enumerate(values)]
+    def run(self, values: list[Any], arrival: datetime, partition: int = 0) -> list[Row]:
+        rows = [("game-events", partition, self.offset + i, arrival, value_of(v)) for i, v in enumerate(values)]
         self.offset += len(values)
         self.spark.createDataFrame(rows, KAFKA_SCHEMA).coalesce(1).write.mode("append").parquet(str(self.source))
         seen: list[Row] = []
@@ -138,6 +143,19 @@ def test_arrival_time_not_event_time_drives_the_window(spark: SparkSession, tmp_
     # Given an event whose own timestamp is years old, then a copy 10 minutes (arrival) later
     stream = _Stream(spark, tmp_path)
     old = event(timestamp="2019-01-01T00:00:00Z")
-    assert len(stream.run([old], datetime(2026, 12, 4, 12, 0, tzinfo=UTC))) == 1
+    assert len(stream.run([old], ARRIVAL)) == 1
     # Then the copy is a duplicate although its timestamp is far outside the window
-    assert stream.run([old], datetime(2026, 12, 4, 12, 10, tzinfo=UTC)) == []
+    assert stream.run([old], ARRIVAL + timedelta(minutes=10)) == []
+
+
+def test_partition_read_hours_behind_another_loses_nothing(spark: SparkSession, tmp_path: Path) -> None:
+    # Given a catch-up: partition 0's backlog from five hours ago, and partition 1 already read up to now
+    stream = _Stream(spark, tmp_path)
+    assert len(stream.run([event(event_id="a")], ARRIVAL - timedelta(hours=5), partition=0)) == 1
+    assert len(stream.run([event(event_id="b")], ARRIVAL - timedelta(minutes=10), partition=1)) == 1
+    # When partition 0's next records (4 h 55 min old: far behind the watermark of partition 1's arrivals) come
+    late = stream.run(
+        [event(event_id="c"), event(event_id="a", user_id="copy")], ARRIVAL - timedelta(hours=4, minutes=55)
+    )
+    # Then the new event counts (not dropped as late), and the copy of "a" (5 minutes after it) still counts once
+    assert [r.offset for r in late] == [2]
