@@ -225,12 +225,18 @@ class RejectedRecord:
     record_kind: str  # "line" (NDJSON, 1-based), "element" (JSON array, 0-based) or "file"
     record_number: int | None
     raw: str
+    # Size of the whole original when `raw` is only its beginning (a "file" record: the first bytes of the object).
+    original_bytes: int | None = None
 
     def to_message(self, raw_max_bytes: int, rejected_at: datetime) -> bytes:
         """The value written to the dead-letter topic (docs/producer.md, "dead-letter message")."""
         raw_bytes = self.raw.encode("utf-8", "replace")
         truncated = len(raw_bytes) > raw_max_bytes
         raw = raw_bytes[:raw_max_bytes].decode("utf-8", "replace") if truncated else self.raw
+        size = len(raw_bytes)
+        if self.original_bytes is not None:
+            size = self.original_bytes
+            truncated = truncated or self.original_bytes > raw_max_bytes
         return json.dumps(
             {
                 "reason": self.reason,
@@ -240,7 +246,7 @@ class RejectedRecord:
                 "record_kind": self.record_kind,
                 "record_number": self.record_number,
                 "raw": raw,
-                "raw_bytes": len(raw_bytes),
+                "raw_bytes": size,
                 "raw_truncated": truncated,
                 "rejected_at": utc_text(rejected_at),
                 "producer": "game-events-producer",

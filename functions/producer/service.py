@@ -298,6 +298,7 @@ class ProducerService:
                 record_kind="file",
                 record_number=None,
                 raw=self._source.read_head(obj, self._settings.dlq_raw_max_bytes).decode("utf-8", "replace"),
+                original_bytes=obj.size,
             )
         )
 

@@ -180,6 +180,8 @@ def test_an_unreadable_file_is_one_dead_letter_and_moves_to_rejected_with_a_repo
     [letter] = dead_letters(publisher)
     assert letter["record_kind"] == "file"
     assert letter["record_number"] is None
+    assert letter["raw_bytes"] == len(body)  # the object's size, not the excerpt's
+    assert letter["raw_truncated"] is False
     assert letter["s3_key"] == f"incoming/{name}"
     assert reason in letter["reason"]
     assert keys(s3) == [f"rejected/{name}", f"rejected/{name}.report.json"]
@@ -188,6 +190,20 @@ def test_an_unreadable_file_is_one_dead_letter_and_moves_to_rejected_with_a_repo
     assert reason in report["reason"]
     assert summary["files_rejected"] == 1
     assert summary["events_rejected"] == 1
+
+
+def test_a_large_unreadable_file_keeps_its_size_and_an_excerpt_flagged_truncated(
+    s3: Any, service: ProducerService, publisher: InMemoryPublisher
+) -> None:
+    body = b"x" * 300_000  # not JSON, and larger than the dead letter's raw excerpt
+    put(s3, "incoming/big.json", body)
+
+    drain(service)
+
+    [letter] = dead_letters(publisher)
+    assert letter["raw_bytes"] == len(body)
+    assert letter["raw_truncated"] is True
+    assert 0 < len(letter["raw"].encode()) < len(body)
 
 
 def test_elements_before_a_syntax_error_are_published_and_the_report_says_so(
