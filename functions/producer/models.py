@@ -68,7 +68,10 @@ def _user_id(value: Any) -> str:
 def _event_type(value: Any) -> str:
     if not isinstance(value, str):
         raise _invalid("event_type", "must be a string, got {value}", value=_shown(value))
-    return _trimmed("event_type", value, EVENT_TYPE_MAX_CHARS).lower()
+    normalized = _trimmed("event_type", value, EVENT_TYPE_MAX_CHARS).lower()
+    if len(normalized) > EVENT_TYPE_MAX_CHARS:  # a few characters grow when lower-cased ('İ' -> 'i̇')
+        raise _invalid("event_type", "is longer than {limit} characters once lower-cased", limit=EVENT_TYPE_MAX_CHARS)
+    return normalized
 
 
 def _timestamp(value: Any) -> str:
@@ -86,12 +89,18 @@ def _timestamp(value: Any) -> str:
         if len(value) == _UTC_TEXT_CHARS and value[19] == "." and value[-1] == "Z":
             # Already 'YYYY-MM-DDThh:mm:ss.ffffffZ' (the form the generator and the producer write): the text is
             # its own normal form, and formatting it again would cost more than all the other rules together.
-            return value
-        return utc_text(moment)
+            text = value
+        else:
+            text = utc_text(moment)
     except (ValueError, OverflowError) as exc:
         raise _invalid(
             "timestamp", "{value} is not a valid date and time: {error}", value=_shown(value), error=str(exc)
         ) from None
+    if text[0] == "0":  # years 0001-0999 in UTC: outside DATETIME(6) of MySQL/MariaDB (the Spark job's rule too)
+        raise _invalid(
+            "timestamp", "{value} is outside the supported range 1000-01-01 .. 9999-12-31 (UTC)", value=_shown(value)
+        )
+    return text
 
 
 def _game_id(value: Any) -> str | None:

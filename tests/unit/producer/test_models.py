@@ -119,7 +119,8 @@ def test_timestamp_is_written_in_utc_with_microseconds() -> None:
     ("given", "expected"),
     [
         ("2023-10-27T10:00:00.123456Z", "2023-10-27T10:00:00.123456Z"),  # already the normal form: kept as is
-        ("0999-12-31T23:59:59.999999Z", "0999-12-31T23:59:59.999999Z"),
+        ("1000-01-01T00:00:00.000000Z", "1000-01-01T00:00:00.000000Z"),
+        ("9999-12-31T23:59:59.999999Z", "9999-12-31T23:59:59.999999Z"),
         ("2023-10-27T10:00:00Z", "2023-10-27T10:00:00.000000Z"),
         ("2023-10-27T10:00Z", "2023-10-27T10:00:00.000000Z"),
         ("2023-10-27T10:00:00.5Z", "2023-10-27T10:00:00.500000Z"),
@@ -166,6 +167,22 @@ def test_timestamp_without_the_iso_8601_form_or_zone_is_rejected(given: str) -> 
 @pytest.mark.parametrize("given", ["2023-02-30T10:00:00Z", "2023-10-27T25:00:00Z", "2023-10-27T10:00:00+25:00"])
 def test_impossible_dates_are_rejected(given: str) -> None:
     assert reason_for(event(timestamp=given)).startswith(f'timestamp: "{given}" is not a valid date and time')
+
+
+@pytest.mark.parametrize(
+    "given", ["0999-12-31T23:59:59.999999Z", "0001-01-01T00:00:00Z", "1000-01-01T00:30:00+01:00"]
+)
+def test_instants_before_the_year_1000_in_utc_are_outside_the_database_range(given: str) -> None:
+    # Same rule and reason as the Spark job: MySQL/MariaDB DATETIME(6) starts at 1000-01-01.
+    assert reason_for(event(timestamp=given)) == (
+        f'timestamp: "{given}" is outside the supported range 1000-01-01 .. 9999-12-31 (UTC)'
+    )
+
+
+def test_event_type_longer_than_the_limit_once_lower_cased_is_rejected() -> None:
+    # "İ" (U+0130) lower-cases to two characters: 40 of them are 80 characters after normalization
+    assert reason_for(event(event_type="\u0130" * 40)) == "event_type: is longer than 64 characters once lower-cased"
+    assert parse_event(event(event_type="\u0130" * 32)).event_type == "i\u0307" * 32
 
 
 @pytest.mark.parametrize("given", [1698400800, 1698400800.5, None])
