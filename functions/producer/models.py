@@ -86,12 +86,10 @@ def _timestamp(value: Any) -> str:
     try:
         # fromisoformat keeps the fraction to the microsecond (further digits are truncated).
         moment = datetime.fromisoformat(value)
-        if len(value) == _UTC_TEXT_CHARS and value[19] == "." and value[-1] == "Z":
-            # Already 'YYYY-MM-DDThh:mm:ss.ffffffZ' (the form the generator and the producer write): the text is
-            # its own normal form, and formatting it again would cost more than all the other rules together.
-            text = value
-        else:
-            text = utc_text(moment)
+        # Already 'YYYY-MM-DDThh:mm:ss.ffffffZ' (the form the generator and the producer write): the text is its
+        # own normal form, and formatting it again would cost more than all the other rules together.
+        canonical = len(value) == _UTC_TEXT_CHARS and value[19] == "." and value[-1] == "Z"
+        text = value if canonical else utc_text(moment)
     except (ValueError, OverflowError) as exc:
         raise _invalid(
             "timestamp", "{value} is not a valid date and time: {error}", value=_shown(value), error=str(exc)
