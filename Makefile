@@ -92,6 +92,10 @@ lint: venv ## ruff (lint + format check) and mypy
 test-unit: venv ## Unit tests only (no services)
 	pytest -m "unit or compose"
 
+.PHONY: test-e2e
+test-e2e: install ## End-to-end tests only: S3 -> scheduled Lambda -> Kafka -> Spark -> MySQL, with faults (~8-15 min)
+	$(STACK) run-tests -- pytest -m e2e tests/e2e
+
 .PHONY: test
 test: install ## Everything CI runs: lint, then all tests against the real services (starts and stops them)
 	$(MAKE) lint

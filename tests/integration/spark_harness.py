@@ -9,14 +9,17 @@ grants as the application user has on `analytics`; the job itself connects as th
 from __future__ import annotations
 
 import contextlib
+import gzip
 import itertools
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 import uuid
+import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -385,3 +388,212 @@ def message(user_id: str | int, event_type: str, at: datetime, **extra: Any) -> 
 def chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# S3 input files: an independent reading of contract §1-§4 (for the end-to-end tests)
+#
+# Written from the contract and docs/producer.md, not from the producer's code: what the pipeline must make of
+# a set of uploaded files. `FilesTruth.tables()` gives the metric tables (through ground_truth above) and
+# `FilesTruth.rejected` the records that must end up in rejected_events.
+# ---------------------------------------------------------------------------------------------------------------
+_ISO_INSTANT = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d+))?)?(?:(Z)|([+-])(\d{2}):(\d{2}))", re.ASCII
+)
+USER_ID_MAX_CHARS = 128
+EVENT_TYPE_MAX_CHARS = 64
+RAW_HEAD_BYTES = 65_536  # the producer's DLQ_RAW_MAX_BYTES: the first bytes of an unreadable file are kept
+
+
+@dataclass(frozen=True)
+class ContractEvent:
+    """One valid input record, normalized (contract §1), with its identity (contract §3)."""
+
+    identity: tuple[Any, ...]
+    user_id: str
+    event_type: str
+    instant: datetime
+
+
+@dataclass(frozen=True)
+class ExpectedReject:
+    """A record that must be in rejected_events: where it came from, a text its reason must contain (the rule it
+    breaks), and the raw text the row must keep (None: not compared)."""
+
+    s3_key: str
+    kind: str  # "line" (1-based), "element" (0-based) or "file"
+    number: int | None
+    hint: str
+    raw: str | None = None
+    element: Any = None  # for "element": the decoded value (the raw text is a re-serialization of it)
+
+
+def _instant(text: str) -> datetime | None:
+    match = _ISO_INSTANT.fullmatch(text)
+    if match is None:
+        return None
+    year, month, day, hour, minute, second, fraction, zulu, sign, zone_h, zone_m = match.groups()
+    micros = int((fraction or "0")[:6].ljust(6, "0"))
+    try:
+        local = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second or 0), micros)
+    except ValueError:
+        return None
+    offset = timedelta(0) if zulu else (1 if sign == "+" else -1) * timedelta(hours=int(zone_h), minutes=int(zone_m))
+    return (local - offset).replace(tzinfo=UTC)
+
+
+def _trimmed(value: Any, limit: int) -> str | None:
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    return text if 0 < len(text) <= limit else None
+
+
+def _integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def contract_event(value: Any) -> ContractEvent | str:  # noqa: PLR0911 - one return per rule
+    """The normalized event of one decoded JSON value, or the name of a rule it breaks (part of the reason)."""
+    if not isinstance(value, dict):
+        return "not a JSON object"
+    raw_user = value.get("user_id")
+    user = str(raw_user) if _integer(raw_user) else _trimmed(raw_user, USER_ID_MAX_CHARS)
+    if user is None:
+        return "user_id"
+    kind = _trimmed(value.get("event_type"), EVENT_TYPE_MAX_CHARS)
+    if kind is None or len(kind.lower()) > EVENT_TYPE_MAX_CHARS:
+        return "event_type"
+    stamp = value.get("timestamp")
+    instant = _instant(stamp) if isinstance(stamp, str) else None
+    if instant is None:
+        return "timestamp"
+    game = value.get("game_id")
+    if not (game is None or isinstance(game, str) or _integer(game)):
+        return "game_id"
+    payload = value.get("payload")
+    if not (payload is None or isinstance(payload, dict)):
+        return "payload"
+    event_id = value.get("event_id")
+    if not (event_id is None or (isinstance(event_id, str) and event_id.strip())):
+        return "event_id"
+    identity: tuple[Any, ...] = (
+        ("id", event_id)
+        if event_id is not None
+        else (
+            "ev",
+            user,
+            kind.lower(),
+            instant,
+            None if game is None else str(game),
+            None if payload is None else json.dumps(payload, sort_keys=True, separators=(",", ":")),
+        )
+    )
+    return ContractEvent(identity, user, kind.lower(), instant)
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"not JSON: {name}")
+
+
+def _decoded(value: bytes) -> Any:
+    """A JSON document as the contract reads it (strict JSON: no NaN/Infinity)."""
+    return json.loads(value, parse_constant=_no_constants)
+
+
+_BAD_JSON = object()
+
+
+def _decoded_or_bad(value: bytes) -> Any:
+    try:
+        return _decoded(value)
+    except ValueError:
+        return _BAD_JSON
+
+
+@dataclass
+class FilesTruth:
+    """What the pipeline must make of the files uploaded so far, in upload order."""
+
+    events: dict[tuple[Any, ...], ContractEvent] = field(default_factory=dict)  # first copy of each identity
+    rejected: list[ExpectedReject] = field(default_factory=list)
+    records: int = 0  # valid records, copies included
+
+    def add(self, key: str, body: bytes) -> None:
+        """Read one uploaded object (contract §2): its format from its name, optionally gzip. A file that cannot
+        be read as its format is one rejected record naming the file. (A file that breaks half-way, e.g. a
+        truncated gzip stream, publishes what came before the break: not modelled here, so not to be given.)"""
+        name = key.lower().removesuffix(".gz")
+        values: list[tuple[str, int, Any, str | None]] = []  # (kind, number, decoded value or _BAD_JSON, raw)
+        try:
+            data = gzip.decompress(body) if key.lower().endswith(".gz") else body
+            if name.endswith((".ndjson", ".jsonl")):
+                for number, line in enumerate(data.split(b"\n"), start=1):
+                    text = line.strip(b" \t\r\n")
+                    if text:  # blank lines are skipped, not rejected
+                        values.append(("line", number, _decoded_or_bad(text), text.decode("utf-8", "replace")))
+            elif name.endswith(".json"):
+                document = _decoded(data)
+                if isinstance(document, dict):
+                    document = [document]
+                if not isinstance(document, list):
+                    raise ValueError("neither a JSON array nor an object")
+                values = [("element", number, value, None) for number, value in enumerate(document)]
+            else:
+                raise ValueError("unsupported file name")
+        except (OSError, EOFError, ValueError, zlib.error):
+            head = body[:RAW_HEAD_BYTES].decode("utf-8", "replace")
+            self.rejected.append(ExpectedReject(key, "file", None, "unreadable file", raw=head))
+            return
+        for kind, number, value, raw in values:
+            if value is _BAD_JSON:
+                self.rejected.append(ExpectedReject(key, kind, number, "not valid JSON", raw=raw))
+            else:
+                self._record(key, kind, number, value, raw)
+
+    def _record(self, key: str, kind: str, number: int, value: Any, raw: str | None) -> None:
+        event = contract_event(value)
+        if isinstance(event, str):
+            self.rejected.append(ExpectedReject(key, kind, number, event, raw=raw, element=value))
+            return
+        self.records += 1
+        first = self.events.setdefault(event.identity, event)
+        if (first.user_id, first.event_type, first.instant) != (event.user_id, event.event_type, event.instant):
+            raise ValueError(
+                f"test data: {key} {kind} {number} shares event_id {event.identity[1]!r} with an event of "
+                "another user, type or instant, so which one counts would depend on arrival order"
+            )
+
+    def tables(self) -> dict[str, list[tuple[Any, ...]]]:
+        """The metric tables of the distinct events (ground_truth)."""
+        return ground_truth((e.user_id, e.event_type, e.instant) for e in self.events.values())
+
+
+def table_differences(
+    expected: Mapping[str, list[tuple[Any, ...]]], got: Mapping[str, list[tuple[Any, ...]]]
+) -> list[str]:
+    """What differs between two sets of metric tables (read_tables / ground_truth form); [] when equal.
+
+    Everything is compared exactly except the average gap, which both sides round to 6 decimals: when the exact
+    average ends in a 5 at the 7th decimal (an odd number of microseconds over 2 gaps, say) the database's DOUBLE
+    and Python's float may round it apart (seen: 2032072.6086025 -> .608602 in MariaDB, .608603 in Python), so two
+    averages within 1 µs are equal. (The average is a function of count, first and last, compared exactly.)"""
+
+    def same(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
+        if len(a) != len(b):
+            return False
+        return all(
+            x == y or (isinstance(x, float) and isinstance(y, float) and abs(x - y) <= 1.0001e-6)
+            for x, y in zip(a, b, strict=True)
+        )
+
+    problems = []
+    for table, rows in expected.items():
+        have = sorted(got.get(table, []))
+        want = sorted(rows)
+        if len(have) == len(want) and all(same(a, b) for a, b in zip(want, have, strict=True)):
+            continue
+        missing = [r for r in want if not any(same(r, h) for h in have)][:10]
+        extra = [h for h in have if not any(same(r, h) for r in want)][:10]
+        problems.append(f"{table}: {len(have)} rows, {len(want)} expected; missing {missing}, unexpected {extra}")
+    return problems
