@@ -93,7 +93,7 @@ test-unit: venv ## Unit tests only (no services)
 	pytest -m "unit or compose"
 
 .PHONY: test-e2e
-test-e2e: install ## End-to-end tests only: S3 -> scheduled Lambda -> Kafka -> Spark -> MySQL, with faults (~8-15 min)
+test-e2e: install ## End-to-end tests only: S3 -> scheduled Lambda -> Kafka -> Spark -> MySQL, with faults (~4 min on an idle machine)
 	$(STACK) run-tests -- pytest -m e2e tests/e2e
 
 .PHONY: test

@@ -101,13 +101,15 @@ _DLQ_FIELDS: Final = (
     "raw",
     "s3_bucket",
     "s3_key",
+    "s3_etag",
     "record_kind",
     "record_number",
     "raw_bytes",
     "raw_truncated",
 )
 _DLQ_SCHEMA: Final = (
-    "reason STRING, raw STRING, s3_bucket STRING, s3_key STRING, record_kind STRING, record_number BIGINT, "
+    "reason STRING, raw STRING, s3_bucket STRING, s3_key STRING, s3_etag STRING, record_kind STRING, "
+    "record_number BIGINT, "
     f"raw_bytes BIGINT, raw_truncated BOOLEAN, {_CORRUPT} STRING"
 )
 
@@ -245,7 +247,8 @@ def parse_records(records: DataFrame, dlq_topic: str, raw_max_chars: int) -> Dat
     Records of `dlq_topic` are the producer's rejections (docs/producer.md, "dead-letter message"): never events,
     their reason and S3 origin are taken from the message. Records of any other topic are validated as events;
     `is_event` says whether the record is a valid event, otherwise `reason` says why not. `dedup_key` is the
-    event's identity for valid events and unique per Kafka record for everything else (never deduplicated).
+    event's identity for valid events; for a dead letter, the S3 record it names (bucket, key, ETag, kind, number),
+    so its copies count once; unique per Kafka record for everything else (never deduplicated).
 
     The work is split into successive projections so that every JSON lookup is computed once per record.
     """
@@ -337,11 +340,30 @@ def parse_records(records: DataFrame, dlq_topic: str, raw_max_chars: int) -> Dat
         F.when(~is_event, F.coalesce(F.when(is_dlq, F.col("raw_truncated__dlq")), F.lit(False))).alias("dlq_truncated"),
         _cut(F.when(is_dlq, F.col("s3_bucket__dlq")), 255).alias("s3_bucket"),
         _cut(F.when(is_dlq, F.col("s3_key__dlq")), 1024).alias("s3_key"),
+        F.when(is_dlq, F.col("s3_etag__dlq")).alias("s3_etag"),
         _cut(F.when(is_dlq, F.col("record_kind__dlq")), 16).alias("s3_record_kind"),
         F.when(is_dlq, F.col("record_number__dlq")).alias("s3_record_number"),
     )
     record_key = F.unhex(
         F.sha2(F.concat_ws(":", F.lit("record"), F.col("topic"), F.col("partition"), F.col("offset")), 256)
+    )
+    # A dead letter names its S3 record (bucket, key, ETag, kind, number): copies of it — the producer retrying a
+    # file that failed half-way, or the same file uploaded again — are one rejected record (contract §3, §4).
+    s3_record = [F.col("s3_bucket"), F.col("s3_key"), F.col("s3_etag"), F.col("s3_record_kind")]
+    dead_letter_key = F.unhex(
+        F.sha2(
+            F.concat_ws(
+                "|",
+                F.lit("dlq"),
+                *[F.concat(F.char_length(p).cast("string"), F.lit(":"), p) for p in s3_record],
+                F.coalesce(F.col("s3_record_number").cast("string"), F.lit("-")),
+            ),
+            256,
+        )
+    )
+    names_its_record = F.coalesce(
+        F.col("is_dlq") & F.col("s3_bucket").isNotNull() & F.col("s3_key").isNotNull() & F.col("s3_etag").isNotNull(),
+        F.lit(False),
     )
     identity = event_identity(
         F.col("event_id"),
@@ -358,7 +380,7 @@ def parse_records(records: DataFrame, dlq_topic: str, raw_max_chars: int) -> Dat
         "user_id",
         "event_type",
         "event_at",
-        F.when(is_event, identity).otherwise(record_key).alias("dedup_key"),
+        F.when(is_event, identity).when(names_its_record, dead_letter_key).otherwise(record_key).alias("dedup_key"),
         _cut(F.col("original_raw"), raw_max_chars).alias("raw_text"),
         "raw_bytes",
         F.when(

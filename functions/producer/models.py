@@ -234,6 +234,9 @@ class RejectedRecord:
     raw: str
     # Size of the whole original when `raw` is only its beginning (a "file" record: the first bytes of the object).
     original_bytes: int | None = None
+    # The object's ETag: with bucket, key, kind and number it names the record, so that the Spark job stores a
+    # record once when a retry of the file (or the same file uploaded again) publishes its dead letter again.
+    etag: str | None = None
 
     def to_message(self, raw_max_bytes: int, rejected_at: datetime) -> bytes:
         """The value written to the dead-letter topic (docs/producer.md, "dead-letter message")."""
@@ -250,6 +253,7 @@ class RejectedRecord:
                 "source": "s3",
                 "s3_bucket": self.bucket,
                 "s3_key": self.key,
+                "s3_etag": self.etag,
                 "record_kind": self.record_kind,
                 "record_number": self.record_number,
                 "raw": raw,

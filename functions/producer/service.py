@@ -283,6 +283,7 @@ class ProducerService:
                 record_kind=kind,
                 record_number=number,
                 raw=raw,
+                etag=obj.etag,
             )
         )
 
@@ -299,6 +300,7 @@ class ProducerService:
                 record_number=None,
                 raw=self._source.read_head(obj, self._settings.dlq_raw_max_bytes).decode("utf-8", "replace"),
                 original_bytes=obj.size,
+                etag=obj.etag,
             )
         )
 

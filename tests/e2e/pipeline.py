@@ -13,6 +13,7 @@ everything Kafka holds, then compares the tables exactly, once: so a copy that w
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -243,6 +244,9 @@ class Pipeline:
     def events_in_kafka(self) -> int:
         return sum(n for (topic, _), n in self.end_offsets().items() if topic == self.job.events_topic)
 
+    def dead_letters_in_kafka(self) -> int:
+        return sum(n for (topic, _), n in self.end_offsets().items() if topic == self.job.dlq_topic)
+
     def wait_spark_caught_up(self, timeout: float = SPARK_TIMEOUT) -> None:
         """Until a committed batch has read everything the topics hold now."""
         ends = self.end_offsets()
@@ -325,16 +329,19 @@ def stack_command(action: str, service: str) -> None:
 
 
 @contextmanager
-def service_killed(service: str) -> Iterator[None]:
-    """The service's process group SIGKILLed at once (a crash: no graceful shutdown) for the body; started again
-    with `infra/stack.py start SERVICE` afterwards, whatever happened."""
+def service_frozen_then_killed(service: str) -> Iterator[None]:
+    """The service's process group frozen (SIGSTOP: connections stay open, nothing is answered — the network
+    partition a client cannot tell from a slow server) for the body, then SIGKILLed (a crash) and started again
+    with `infra/stack.py start SERVICE`, whatever happened."""
     pid = stack.SERVICES[service].pid()
     assert pid is not None, f"{service} is not running"
     try:
-        os.killpg(pid, signal.SIGKILL)
-        wait_for(lambda: not stack.SERVICES[service].running(), 30, f"{service} to die")
+        os.killpg(pid, signal.SIGSTOP)
         yield
     finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+        wait_for(lambda: not stack.SERVICES[service].running(), 30, f"{service} to die")
         stack_command("start", service)
 
 

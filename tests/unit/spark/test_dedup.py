@@ -63,6 +63,40 @@ def test_rejected_records_are_never_deduplicated(spark: SparkSession) -> None:
     assert keys[0] != keys[1]
 
 
+def _dead_letter(**fields: Any) -> dict[str, Any]:
+    letter = {
+        "reason": "user_id: required field is missing",
+        "s3_bucket": "game-events",
+        "s3_key": "incoming/a.ndjson",
+        "s3_etag": '"e1"',
+        "record_kind": "line",
+        "record_number": 3,
+        "raw": "{}",
+    }
+    return {**letter, **fields}
+
+
+def test_dead_letters_naming_one_s3_record_are_one_rejected_record(spark: SparkSession) -> None:
+    # Given a retry of a file publishing its dead letter again, the same record of another version of the file
+    # (another ETag), another line, and dead letters that do not name an S3 record
+    letters: list[Any] = [
+        _dead_letter(),
+        _dead_letter(reason="the retry's reason text may differ"),
+        _dead_letter(s3_etag='"e2"'),
+        _dead_letter(record_number=4),
+        _dead_letter(record_kind="file", record_number=None),
+        _dead_letter(s3_etag=None),
+        _dead_letter(s3_etag=None),
+        "not a dead letter",
+    ]
+    parsed = parse(spark, letters, topic=DLQ_TOPIC)
+    keys = [bytes(row.dedup_key) for row in parsed.orderBy("offset").collect()]
+    # Then only the copies share a key, and once deduplicated the batch holds one row per record
+    assert keys[0] == keys[1]
+    assert len(set(keys)) == len(keys) - 1
+    assert transforms.rejected_rows(transforms.deduplicate(parsed, "1 hour")).count() == len(letters) - 1
+
+
 def test_copies_in_one_batch_count_once(spark: SparkSession) -> None:
     parsed = parse(spark, [event(), event(user_id=123), event(event_id="x"), event(event_id="x", user_id="9")])
     assert transforms.deduplicate(parsed, "1 hour").count() == 2
