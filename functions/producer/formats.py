@@ -109,10 +109,22 @@ def read_lines(stream: IO[bytes], fmt: FileFormat) -> Iterator[RawLine]:
         raise UnreadableFileError(_describe(exc), f"line {number + 1}") from None
 
 
-def read_elements(stream: IO[bytes], fmt: FileFormat) -> Iterator[Element]:
-    """The elements of a JSON array `stream` (or its one object), lazily. Raises UnreadableFileError when the
-    format breaks."""
-    return _elements(_decompressed(stream, fmt))
+class IntegerBeyond64BitsError(Exception):
+    """ijson's C backend (yajl) cannot hold an integer beyond 64 bits, which JSON and the contract allow (a user
+    id 2**64). Raised at the element holding one: read the object again with `exact_integers=True` from there."""
+
+    def __init__(self, number: int) -> None:
+        super().__init__(f"element {number} holds an integer beyond 64 bits")
+        self.number = number
+
+
+def read_elements(
+    stream: IO[bytes], fmt: FileFormat, *, exact_integers: bool = False, start: int = 0
+) -> Iterator[Element]:
+    """The elements of a JSON array `stream` (or its one object) from element `start` on, lazily. Raises
+    UnreadableFileError when the format breaks, IntegerBeyond64BitsError when the fast parser cannot hold a number
+    (then `exact_integers=True` — ijson's pure-Python backend, slower — reads any integer)."""
+    return _elements(_decompressed(stream, fmt), exact_integers=exact_integers, start=start)
 
 
 class _Prefixed(io.RawIOBase):
@@ -139,7 +151,10 @@ class _Prefixed(io.RawIOBase):
         return len(data)
 
 
-def _elements(source: IO[bytes]) -> Iterator[Element]:
+_PYTHON_BACKEND: Final = ijson.get_backend("python")
+
+
+def _elements(source: IO[bytes], *, exact_integers: bool = False, start: int = 0) -> Iterator[Element]:
     number = 0
     try:
         head = b""
@@ -154,10 +169,14 @@ def _elements(source: IO[bytes]) -> Iterator[Element]:
         if first not in (b"[", b"{"):
             raise UnreadableFileError(f"expected a JSON array or object, found {head[:20]!r}")
         stream = _Prefixed(head, source)
-        for value in ijson.items(stream, "item" if first == b"[" else "", use_float=True):
-            yield Element(number, value)
+        backend = _PYTHON_BACKEND if exact_integers else ijson
+        for value in backend.items(stream, "item" if first == b"[" else "", use_float=True):
+            if number >= start:
+                yield Element(number, value)
             number += 1
     except _FORMAT_ERRORS as exc:
+        if not exact_integers and "integer overflow" in str(exc):
+            raise IntegerBeyond64BitsError(number) from None
         raise UnreadableFileError(_describe(exc), f"element {number}") from None
 
 

@@ -22,6 +22,7 @@ from producer.formats import (
     SUPPORTED,
     Element,
     FileFormat,
+    IntegerBeyond64BitsError,
     RawLine,
     UnreadableFileError,
     detect_format,
@@ -214,7 +215,14 @@ class ProducerService:
             if fmt.kind == "ndjson":
                 self._publish_lines(obj, read_lines(stream, fmt), counts, remaining)
             else:
-                self._publish_elements(obj, read_elements(stream, fmt), counts, remaining)
+                try:
+                    self._publish_elements(obj, read_elements(stream, fmt), counts, remaining)
+                except IntegerBeyond64BitsError as exc:
+                    # The elements before it are published; read the object again, exactly, from that element on.
+                    logger.info("integer beyond 64 bits: reading on with the exact parser", s3_key=obj.key)
+                    with self._source.open(obj) as again:
+                        elements = read_elements(again, fmt, exact_integers=True, start=exc.number)
+                        self._publish_elements(obj, elements, counts, remaining)
 
     def _publish_lines(
         self, obj: S3Object, lines: Iterator[RawLine], counts: _FileCounts, remaining: RemainingSeconds

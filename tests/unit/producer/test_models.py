@@ -301,13 +301,14 @@ def test_dedup_key_differs_when_any_identity_field_differs() -> None:
 
 
 def test_dead_letter_message_truncates_raw_text_beyond_the_limit() -> None:
-    record = RejectedRecord("bad", "game-events", "incoming/a.ndjson", "line", 3, "é" * 1000)
+    record = RejectedRecord("bad", "game-events", "incoming/a.ndjson", "line", 3, "é" * 1000, etag='"abc"')
     message = json.loads(record.to_message(raw_max_bytes=256, rejected_at=datetime(2024, 1, 1, tzinfo=UTC)))
     assert message == {
         "reason": "bad",
         "source": "s3",
         "s3_bucket": "game-events",
         "s3_key": "incoming/a.ndjson",
+        "s3_etag": '"abc"',
         "record_kind": "line",
         "record_number": 3,
         "raw": "é" * 128,

@@ -206,6 +206,20 @@ def test_a_large_unreadable_file_keeps_its_size_and_an_excerpt_flagged_truncated
     assert 0 < len(letter["raw"].encode()) < len(body)
 
 
+@pytest.mark.parametrize("name", ["big-ids.json", "big-ids.json.gz"])
+def test_integers_beyond_64_bits_in_a_json_array_are_read_exactly(
+    s3: Any, service: ProducerService, publisher: InMemoryPublisher, name: str
+) -> None:
+    # ijson's fast parser cannot hold 2**64: the producer reads on from that element with the exact one
+    body = json.dumps([event(user_id=1), event(user_id=2**64), event(user_id=3), event(user_id=-(2**70))]).encode()
+    put(s3, f"incoming/{name}", gzip.compress(body) if name.endswith(".gz") else body)
+
+    drain(service)
+
+    assert user_ids(publisher) == ["1", str(2**64), "3", str(-(2**70))]
+    assert keys(s3) == [f"processed/{name}"]
+
+
 def test_elements_before_a_syntax_error_are_published_and_the_report_says_so(
     s3: Any, service: ProducerService, publisher: InMemoryPublisher
 ) -> None:
