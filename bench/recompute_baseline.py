@@ -55,7 +55,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench import spark_job as sj  # noqa: E402
-from spark import transforms  # noqa: E402
+from spark import sink, transforms  # noqa: E402
 from spark.job import spark_conf  # noqa: E402
 from spark.settings import Settings  # noqa: E402
 from tests.integration import spark_harness as h  # noqa: E402
@@ -108,19 +108,9 @@ def read_history(spark: SparkSession, settings: Settings, ending: Mapping[str, M
 
 
 def overwrite(frame: DataFrame, table: str, settings: Settings) -> None:
-    (
-        transforms.timestamps_as_text(frame)
-        .write.format("jdbc")
-        .option("url", settings.jdbc_url)
-        .option("driver", "com.mysql.cj.jdbc.Driver")
-        .option("dbtable", table)
-        .option("user", settings.mysql_user)
-        .option("password", settings.mysql_password.get_secret_value())
-        .option("batchsize", settings.jdbc_batch_size)
-        .option("truncate", "true")  # keep the schema's table (types, keys); TRUNCATE then batched INSERTs
-        .mode("overwrite")
-        .save()
-    )
+    # truncate: keep the schema's table (types, keys); TRUNCATE then batched INSERTs
+    writer = sink.jdbc_writer(transforms.timestamps_as_text(frame), table, settings)
+    writer.option("truncate", "true").mode("overwrite").save()
 
 
 def recompute(spark: SparkSession, settings: Settings, ending: Mapping[str, Mapping[str, int]] | None = None) -> float:

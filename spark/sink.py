@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 import pymysql
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, DataFrameWriter
 from pyspark.sql import functions as F
 
 from spark import transforms
@@ -147,6 +147,19 @@ def connect(settings: Settings) -> pymysql.connections.Connection[Any]:
         autocommit=False,
         connect_timeout=settings.mysql_connect_timeout_seconds,
         init_command="SET time_zone = '+00:00'",
+    )
+
+
+def jdbc_writer(frame: DataFrame, table: str, settings: Settings) -> DataFrameWriter:
+    """A JDBC writer of `frame` into `table` of the metrics database (batched inserts from the executors)."""
+    return (
+        frame.write.format("jdbc")
+        .option("url", settings.jdbc_url)
+        .option("driver", "com.mysql.cj.jdbc.Driver")
+        .option("dbtable", table)
+        .option("user", settings.mysql_user)
+        .option("password", settings.mysql_password.get_secret_value())
+        .option("batchsize", settings.jdbc_batch_size)
     )
 
 
@@ -272,19 +285,7 @@ class MetricsSink:
             batch.unpersist()
 
     def _jdbc_append(self, frame: DataFrame, table: str) -> None:
-        s = self._settings
-        (
-            frame.write.format("jdbc")
-            .option("url", s.jdbc_url)
-            .option("driver", "com.mysql.cj.jdbc.Driver")
-            .option("dbtable", table)
-            .option("user", s.mysql_user)
-            .option("password", s.mysql_password.get_secret_value())
-            .option("batchsize", s.jdbc_batch_size)
-            .option("isolationLevel", "READ_COMMITTED")
-            .mode("append")
-            .save()
-        )
+        jdbc_writer(frame, table, self._settings).option("isolationLevel", "READ_COMMITTED").mode("append").save()
 
     def merge(self, conn: Connection, query_id: str, batch_id: int, counts: BatchCounts) -> bool:
         """One transaction: ledger row + every merge. False when the ledger already had the batch."""
