@@ -14,6 +14,7 @@ The stack and the job keep running afterwards; `make down` stops them.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import importlib.util
 import json
 import os
@@ -164,14 +165,18 @@ def write_chart(settings: Any, path: Path) -> Path:
         connection.close()
 
     figure, (timeline, bars, histogram) = plt.subplots(1, 3, figsize=(19, 5))
+    # The last two hours of event time that hold events: a few old events (an event of 2019) would squash the axis.
+    recent = [row for row in minutes if row[0] >= minutes[-1][0] - dt.timedelta(hours=2)] if minutes else []
+    older = sum(int(row[2]) for row in minutes) - sum(int(row[2]) for row in recent)
     series: dict[str, tuple[list[Any], list[int]]] = {}
-    for minute, kind, count in minutes:
+    for minute, kind, count in recent:
         xs, ys = series.setdefault(str(kind), ([], []))
         xs.append(minute)
         ys.append(int(count))
     for kind, (xs, ys) in sorted(series.items()):
-        timeline.plot(xs, ys, marker="o", markersize=3, linewidth=1, label=kind)
-    timeline.set_title("Events per type and minute of event time (UTC)")
+        timeline.plot(xs, ys, marker="o", markersize=4, linewidth=1, label=kind)
+    omitted = f"; {older:,} older events not shown" if older else ""
+    timeline.set_title(f"Events per type and minute of event time (UTC, last 2 h with data{omitted})", fontsize=10)
     timeline.set_ylabel("events")
     timeline.legend(fontsize="small")
     figure.autofmt_xdate()
