@@ -16,7 +16,6 @@ Any failure raises, which fails the streaming query; the job restarts it from th
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -168,7 +167,6 @@ class BatchCounts:
     event_rows: int
     user_type_rows: int
     rejected_rows: int
-    load_seconds: float | None = None
 
 
 @contextmanager
@@ -208,8 +206,7 @@ class MetricsSink:
             self.clear_staging(conn, query_id)
             counts = self.load_staging(batch, query_id, batch_id)
             loaded = time.monotonic()
-            counts = dataclasses.replace(counts, load_seconds=round(loaded - started, 3))
-            committed = self.merge(conn, query_id, batch_id, counts)
+            committed = self.merge(conn, query_id, batch_id, counts, load_seconds=round(loaded - started, 3))
             merged = time.monotonic()
             if committed:
                 self.committed_batches += 1
@@ -287,8 +284,11 @@ class MetricsSink:
     def _jdbc_append(self, frame: DataFrame, table: str) -> None:
         jdbc_writer(frame, table, self._settings).option("isolationLevel", "READ_COMMITTED").mode("append").save()
 
-    def merge(self, conn: Connection, query_id: str, batch_id: int, counts: BatchCounts) -> bool:
-        """One transaction: ledger row + every merge. False when the ledger already had the batch."""
+    def merge(
+        self, conn: Connection, query_id: str, batch_id: int, counts: BatchCounts, load_seconds: float | None = None
+    ) -> bool:
+        """One transaction: ledger row (with the load's duration) + every merge. False when the ledger already had
+        the batch."""
         started = time.monotonic()
         params: dict[str, Any] = {
             "query_id": query_id,
@@ -297,7 +297,7 @@ class MetricsSink:
             "event_rows": counts.event_rows,
             "user_type_rows": counts.user_type_rows,
             "rejected_rows": counts.rejected_rows,
-            "load_seconds": counts.load_seconds,
+            "load_seconds": load_seconds,
         }
         try:
             with _cursor(conn) as cur:

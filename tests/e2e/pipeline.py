@@ -34,7 +34,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from tests.integration import spark_harness as h
 from tests.integration.conftest import stack
-from tests.integration.lambda_fixtures import CREDENTIALS
+from tests.integration.lambda_fixtures import CREDENTIALS, poll
 
 ROOT = h.ROOT
 REGION = os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
@@ -51,14 +51,8 @@ T = TypeVar("T")
 
 def wait_for(condition: Callable[[], T | None], timeout: float, what: str, *, detail: Callable[[], str] = str) -> T:
     """Poll `condition` until it returns something truthy; fail with `what` (and `detail()`) after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}\n{detail()}", pytrace=False)
-        time.sleep(0.25)
+    result: T = poll(condition, timeout, what=what, detail=detail)
+    return result
 
 
 @dataclass

@@ -34,15 +34,23 @@ def localstack_url() -> str:
     return os.environ.get("LOCALSTACK_ENDPOINT", "http://127.0.0.1:4566").rstrip("/")
 
 
-def poll(condition: Callable[[], Any], timeout: float, interval: float = 0.25, what: str = "condition") -> Any:
-    """Call ``condition`` until it returns something truthy; fail the test after ``timeout`` seconds."""
+def poll(
+    condition: Callable[[], Any],
+    timeout: float,
+    interval: float = 0.25,
+    what: str = "condition",
+    detail: Callable[[], str] | None = None,
+) -> Any:
+    """Call ``condition`` until it returns something truthy; fail the test after ``timeout`` seconds (with
+    ``detail()`` appended to the message when given)."""
     deadline = time.monotonic() + timeout
     while True:
         result = condition()
         if result:
             return result
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+            suffix = f"\n{detail()}" if detail else ""
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}{suffix}", pytrace=bool(not detail))
         time.sleep(interval)
 
 
