@@ -10,7 +10,9 @@
 -- Metrics (contract §5)
 -- ---------------------------------------------------------------------------------------------------------------
 
--- One row per event type: distinct events, and distinct users who produced that type.
+-- One row per event type: distinct events, and distinct users who produced that type. (The set of (user, type)
+-- pairs behind unique_users is kept by the Spark job, in its checkpoint's state store: each batch adds the number
+-- of pairs it sees for the first time.)
 CREATE TABLE IF NOT EXISTS event_type_metrics (
     event_type   VARCHAR(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
     total_events BIGINT UNSIGNED NOT NULL,
@@ -29,17 +31,6 @@ CREATE TABLE IF NOT EXISTS user_metrics (
     -- column, so it is not one).
     avg_seconds_between_events DOUBLE NULL,
     PRIMARY KEY (user_id)
-) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
-
--- One row per (user, event type) ever seen: makes unique_users exact across batches (a pair is new to a type
--- exactly when it is missing here), and keeps per-pair count/first/last.
-CREATE TABLE IF NOT EXISTS user_event_type_metrics (
-    user_id        VARCHAR(128) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
-    event_type     VARCHAR(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
-    event_count    BIGINT UNSIGNED NOT NULL,
-    first_event_at DATETIME(6) NOT NULL,
-    last_event_at  DATETIME(6) NOT NULL,
-    PRIMARY KEY (user_id, event_type)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
 
 -- Events per event type and minute of event time (UTC), for dashboards and the demo's time-series chart: one row
@@ -86,6 +77,7 @@ CREATE TABLE IF NOT EXISTS spark_batch_ledger (
     batch_id        BIGINT NOT NULL,
     query_name      VARCHAR(64) NOT NULL,
     event_rows      BIGINT NOT NULL,
+    -- (user, event type) pairs seen for the first time in this batch (= unique_users it added over all types)
     user_type_rows  BIGINT NOT NULL,
     rejected_rows   BIGINT NOT NULL,
     committed_at    DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
@@ -109,15 +101,13 @@ DEALLOCATE PREPARE ledger_upgrade;
 -- Staging: Spark's executors bulk-load one batch's aggregates here (JDBC, batched inserts), keyed by batch so a
 -- retried load of the same batch cannot be merged twice (the primary keys reject a second copy). The merge reads
 -- them set-wise; the job deletes a batch's rows after its commit and any leftovers before a load.
-CREATE TABLE IF NOT EXISTS stg_user_event_type_metrics (
-    query_id       CHAR(36) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
-    batch_id       BIGINT NOT NULL,
-    user_id        VARCHAR(128) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
-    event_type     VARCHAR(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
-    event_count    BIGINT UNSIGNED NOT NULL,
-    first_event_at DATETIME(6) NOT NULL,
-    last_event_at  DATETIME(6) NOT NULL,
-    PRIMARY KEY (query_id, batch_id, user_id, event_type)
+CREATE TABLE IF NOT EXISTS stg_event_type_metrics (
+    query_id    CHAR(36) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+    batch_id    BIGINT NOT NULL,
+    event_type  VARCHAR(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+    event_count BIGINT UNSIGNED NOT NULL,
+    new_users   BIGINT UNSIGNED NOT NULL,
+    PRIMARY KEY (query_id, batch_id, event_type)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
 
 CREATE TABLE IF NOT EXISTS stg_user_metrics (

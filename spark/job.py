@@ -60,8 +60,13 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         # Like Python's json (the producer): a repeated key keeps the last value instead of failing the parse.
         "spark.sql.variant.allowDuplicateKeys": "true",
         "spark.sql.streaming.stopGracefullyOnShutdown": "true",
+        # The sink caches each micro-batch for a few aggregates and drops it: compressing the cache costs CPU
+        # (dictionary statistics of every column) to save memory that is released moments later.
+        "spark.sql.inMemoryColumnarStorage.compressed": "false",
         "spark.ui.showConsoleProgress": "false",
     }
+    if settings.driver_memory:
+        conf["spark.driver.memory"] = settings.driver_memory
     jars = settings.jars()
     if jars:
         conf["spark.jars"] = ",".join(jars)
@@ -90,15 +95,18 @@ def source(spark: SparkSession, settings: Settings) -> DataFrame:
     )
     if settings.max_offsets_per_trigger:
         reader = reader.option("maxOffsetsPerTrigger", settings.max_offsets_per_trigger)
+    if settings.kafka_min_partitions:
+        reader = reader.option("minPartitions", settings.kafka_min_partitions)
     return reader.load()
 
 
 def pipeline(records: DataFrame, settings: Settings) -> DataFrame:
-    """Kafka rows -> parsed, validated, deduplicated rows (transforms.PARSED_COLUMNS)."""
+    """Kafka rows -> the rows a micro-batch writes (transforms.counted_rows): deduplicated records, and the
+    (user, event type) pairs seen for the first time."""
     parsed = transforms.parse_records(
         transforms.kafka_records(records), settings.dlq_topic, settings.rejected_raw_max_chars
     )
-    return transforms.deduplicate(parsed, settings.dedup_window)
+    return transforms.counted_rows(parsed, settings.dedup_window)
 
 
 class ProgressLogger(StreamingQueryListener):
@@ -110,8 +118,9 @@ class ProgressLogger(StreamingQueryListener):
     def onQueryProgress(self, event: QueryProgressEvent) -> None:
         progress = event.progress
         durations = progress.durationMs
-        state = progress.stateOperators[0] if progress.stateOperators else None
-        dropped = state.numRowsDroppedByWatermark if state else 0
+        # State operators in plan order: the deduplication of events, then the set of (user, event type) pairs.
+        states = list(progress.stateOperators)
+        dropped = sum(state.numRowsDroppedByWatermark for state in states)
         log.info(
             "batch progress",
             batch_id=progress.batchId,
@@ -120,8 +129,9 @@ class ProgressLogger(StreamingQueryListener):
             add_batch_ms=durations.get("addBatch"),
             get_offsets_ms=durations.get("latestOffset"),
             commit_ms=durations.get("commitOffsets"),
-            state_rows=state.numRowsTotal if state else None,
-            state_memory_bytes=state.memoryUsedBytes if state else None,
+            state_rows=[state.numRowsTotal for state in states],
+            state_memory_bytes=[state.memoryUsedBytes for state in states],
+            state_removal_ms=[state.allRemovalsTimeMs for state in states],
             rows_dropped_by_watermark=dropped,
             watermark=progress.eventTime.get("watermark"),
         )

@@ -30,6 +30,10 @@ class Settings(BaseSettings):
     dlq_topic: str = Field(default="game-events-dlq", min_length=1)
     # Upper bound of Kafka records per micro-batch (0 = no bound). Bounds the first batch after a long outage.
     max_offsets_per_trigger: int = Field(default=2_000_000, ge=0)
+    # Spark tasks per micro-batch at least (big Kafka partitions are split): 2 x cores keeps every core busy to
+    # the end of the batch (3 Kafka partitions on 2 cores would leave one core idle a third of the time). 0 = one
+    # task per Kafka partition.
+    kafka_min_partitions: int = Field(default=4, ge=0)
     # "true" makes a gap in the offsets (retention deleted unread records) stop the job instead of skipping.
     fail_on_data_loss: bool = True
 
@@ -41,6 +45,9 @@ class Settings(BaseSettings):
     # Shuffle partitions: also the number of state-store partitions, fixed at the first start of a checkpoint.
     shuffle_partitions: int = Field(default=4, ge=1, le=10_000)
     spark_master: str | None = None
+    # Heap of the driver JVM (with master local[*] also the executor: the batch cache and the state stores' caches).
+    # Only applies when the job starts its own JVM (python -m spark.job); under spark-submit use --driver-memory.
+    driver_memory: str = Field(default="2g", pattern=r"^\d+[kmgt]?$")
     query_name: str = Field(default="game-events-metrics", min_length=1, max_length=64)
 
     # Rejected records: raw text is kept up to this many characters, then truncated (flagged raw_truncated).

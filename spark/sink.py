@@ -6,7 +6,9 @@ Exactly once (docs/spark-job.md, "Exactly once"):
    commits the batch's version (Spark 4.2 checks that every state store committed).
 2. Leftover staging rows of this query (a load that died half-way) are deleted.
 3. Spark's executors load the batch's aggregates into the stg_* tables over JDBC (batched inserts); each row
-   carries the batch id, and the staging primary keys refuse a second copy of a row.
+   carries the batch id, and the staging primary keys refuse a second copy of a row. The aggregates are per event
+   type (events, and users new to the type: the job keeps the set of (user, type) pairs in its state store), per
+   user (count, first, last), per (minute, type), and the rejected records.
 4. One transaction inserts the ledger row (a duplicate key there means another attempt won: roll back) and
    merges every staging table into the metrics with INSERT ... SELECT ... ON DUPLICATE KEY UPDATE, then commits.
 5. The batch's staging rows are deleted (a separate statement: correctness does not depend on it).
@@ -34,34 +36,21 @@ from spark.settings import Settings
 log = KeyValueLogger("game_events.spark.sink")
 
 STAGING_TABLES = (
-    "stg_user_event_type_metrics",
+    "stg_event_type_metrics",
     "stg_user_metrics",
     "stg_event_type_minute_metrics",
     "stg_rejected_events",
 )
 
+# Unique users per type add up: the job counts, per type, the (user, type) pairs it sees for the first time.
 MERGE_EVENT_TYPES = """
 INSERT INTO event_type_metrics (event_type, total_events, unique_users)
-SELECT s.event_type, SUM(s.event_count), SUM(CASE WHEN m.user_id IS NULL THEN 1 ELSE 0 END)
-FROM stg_user_event_type_metrics s
-LEFT JOIN user_event_type_metrics m ON m.user_id = s.user_id AND m.event_type = s.event_type
+SELECT s.event_type, s.event_count, s.new_users
+FROM stg_event_type_metrics s
 WHERE s.query_id = %(query_id)s AND s.batch_id = %(batch_id)s
-GROUP BY s.event_type
 ON DUPLICATE KEY UPDATE
     total_events = event_type_metrics.total_events + VALUES(total_events),
     unique_users = event_type_metrics.unique_users + VALUES(unique_users)
-"""
-
-# Must run after MERGE_EVENT_TYPES, which counts the pairs that are not in this table yet.
-MERGE_USER_EVENT_TYPES = """
-INSERT INTO user_event_type_metrics (user_id, event_type, event_count, first_event_at, last_event_at)
-SELECT s.user_id, s.event_type, s.event_count, s.first_event_at, s.last_event_at
-FROM stg_user_event_type_metrics s
-WHERE s.query_id = %(query_id)s AND s.batch_id = %(batch_id)s
-ON DUPLICATE KEY UPDATE
-    event_count = user_event_type_metrics.event_count + VALUES(event_count),
-    first_event_at = LEAST(user_event_type_metrics.first_event_at, VALUES(first_event_at)),
-    last_event_at = GREATEST(user_event_type_metrics.last_event_at, VALUES(last_event_at))
 """
 
 # The average is assigned first, from the old row and the batch's values: it does not depend on whether the
@@ -165,7 +154,7 @@ def jdbc_writer(frame: DataFrame, table: str, settings: Settings) -> DataFrameWr
 @dataclass(frozen=True)
 class BatchCounts:
     event_rows: int
-    user_type_rows: int
+    new_user_types: int  # (user, event type) pairs seen for the first time (ledger column user_type_rows)
     rejected_rows: int
 
 
@@ -216,7 +205,7 @@ class MetricsSink:
                 query_id=query_id,
                 batch_id=batch_id,
                 events=counts.event_rows,
-                user_type_rows=counts.user_type_rows,
+                new_user_types=counts.new_user_types,
                 rejected=counts.rejected_rows,
                 load_seconds=round(loaded - started, 3),
                 merge_seconds=round(merged - loaded, 3),
@@ -252,33 +241,44 @@ class MetricsSink:
         conn.commit()
 
     def load_staging(self, batch: DataFrame, query_id: str, batch_id: int) -> BatchCounts:
-        """Aggregate the batch and bulk-load the stg_* tables from the executors (JDBC batched inserts)."""
-        batch = batch.persist(StorageLevel.MEMORY_AND_DISK)
-        pairs = transforms.user_event_type_aggregates(batch).persist(StorageLevel.MEMORY_AND_DISK)
+        """Aggregate the batch (transforms.counted_rows' rows) and bulk-load the stg_* tables from the executors
+        (JDBC batched inserts). The first action computes the batch (and commits its state stores) into the cache."""
+        started = time.monotonic()
+        # Cached for the few aggregates below; the identities and dedup times are not needed any more.
+        batch = batch.drop("dedup_key", "dedup_at").persist(StorageLevel.MEMORY_AND_DISK)
         try:
-            totals = pairs.agg(
-                F.count(F.lit(1)).alias("pairs"), F.coalesce(F.sum("event_count"), F.lit(0)).alias("events")
+            kind, is_event = F.col(transforms.ROW_KIND), F.col("is_event")
+            record = kind == F.lit(transforms.RECORD)
+            totals = batch.agg(
+                F.count_if(record & is_event).alias("events"),
+                F.count_if((kind == F.lit(transforms.NEW_USER_TYPE)) & is_event).alias("new_pairs"),
+                F.count_if(record & ~is_event).alias("rejected"),
             ).first()
-            rejected = transforms.rejected_rows(batch)
-            rejected_count = rejected.count()
             counts = BatchCounts(
                 event_rows=int(totals["events"]) if totals else 0,
-                user_type_rows=int(totals["pairs"]) if totals else 0,
-                rejected_rows=rejected_count,
+                new_user_types=int(totals["new_pairs"]) if totals else 0,
+                rejected_rows=int(totals["rejected"]) if totals else 0,
             )
+            computed = time.monotonic()
+            records = transforms.counted_records(batch)
             keyed: Callable[[DataFrame], DataFrame] = lambda df: transforms.timestamps_as_text(  # noqa: E731
                 df.select(F.lit(query_id).alias("query_id"), F.lit(batch_id).cast("bigint").alias("batch_id"), "*")
             )
-            if counts.user_type_rows:
-                self._jdbc_append(keyed(pairs), "stg_user_event_type_metrics")
-                self._jdbc_append(keyed(transforms.user_aggregates(pairs)), "stg_user_metrics")
-                minutes = transforms.event_type_minute_aggregates(batch)
+            if counts.event_rows:
+                self._jdbc_append(keyed(transforms.event_type_aggregates(batch)), "stg_event_type_metrics")
+                self._jdbc_append(keyed(transforms.user_aggregates(records)), "stg_user_metrics")
+                minutes = transforms.event_type_minute_aggregates(records)
                 self._jdbc_append(keyed(minutes), "stg_event_type_minute_metrics")
             if counts.rejected_rows:
-                self._jdbc_append(keyed(rejected), "stg_rejected_events")
+                self._jdbc_append(keyed(transforms.rejected_rows(records)), "stg_rejected_events")
+            log.info(
+                "batch staged",
+                batch_id=batch_id,
+                compute_seconds=round(computed - started, 3),  # Kafka read, parse, deduplication, cache
+                stage_seconds=round(time.monotonic() - computed, 3),  # aggregates and JDBC loads
+            )
             return counts
         finally:
-            pairs.unpersist()
             batch.unpersist()
 
     def _jdbc_append(self, frame: DataFrame, table: str) -> None:
@@ -295,7 +295,7 @@ class MetricsSink:
             "batch_id": batch_id,
             "query_name": self._settings.query_name,
             "event_rows": counts.event_rows,
-            "user_type_rows": counts.user_type_rows,
+            "user_type_rows": counts.new_user_types,
             "rejected_rows": counts.rejected_rows,
             "load_seconds": load_seconds,
         }
@@ -308,9 +308,8 @@ class MetricsSink:
                         conn.rollback()
                         return False
                     raise
-                if counts.user_type_rows:
+                if counts.event_rows:
                     cur.execute(MERGE_EVENT_TYPES, params)
-                    cur.execute(MERGE_USER_EVENT_TYPES, params)
                     cur.execute(MERGE_USERS, params)
                     cur.execute(MERGE_MINUTES, params)
                 if counts.rejected_rows:

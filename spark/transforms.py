@@ -403,33 +403,88 @@ def interval_micros(interval: str) -> int:
     return round(float(number) * _MICROS_PER_UNIT[unit.lower().removesuffix("s")])
 
 
-def deduplicate(parsed: DataFrame, window: str) -> DataFrame:
-    """Copies (same dedup_key) arriving within `window` of each other by Kafka arrival time count once.
+# Column of counted_rows' result: which of its two parts a row belongs to.
+ROW_KIND: Final = "row_kind"
+RECORD: Final = "record"
+NEW_USER_TYPE: Final = "new_user_type"
 
-    On a stream, dropDuplicatesWithinWatermark keeps each key in the state store until the watermark (max time
-    seen - window) passes the key's first time + window. The time is the Kafka arrival time, raised to at least
-    the micro-batch's timestamp - window: then no row is ever older than the watermark, so none is dropped as
-    late, even when a capped catch-up reads one partition hours behind another (the watermark is global). Rows
-    arriving in time (the normal case) keep their arrival time. docs/spark-job.md, "Identity and duplicates".
-    On a static DataFrame (tests, backfills) every copy after the first is dropped.
+
+def _arrival_marked(parsed: DataFrame, window: str) -> DataFrame:
+    """The stream with its dedup time (dedup_at) and watermark, hash-partitioned by dedup_key.
+
+    The dedup time is the Kafka arrival time, raised to at least the micro-batch's timestamp - window: then no row
+    is ever older than the watermark (max time seen - window), so none is dropped as late, even when a capped
+    catch-up reads one partition hours behind another (the watermark is global). Rows arriving in time (the
+    normal case) keep their arrival time. current_timestamp() is the micro-batch's timestamp in a stream, kept in
+    the offset log: a replay sees it again.
     """
-    if not parsed.isStreaming:
-        return parsed.dropDuplicates(["dedup_key"])
-    # current_timestamp() is the micro-batch's timestamp in a stream (kept in the offset log: a replay sees it again).
     floor = F.timestamp_micros(F.unix_micros(F.current_timestamp()) - F.lit(interval_micros(window)))
     return (
         parsed.withColumn("dedup_at", F.greatest(F.col("kafka_ts"), floor))
         .withWatermark("dedup_at", window)
-        .dropDuplicatesWithinWatermark(["dedup_key"])
-        .drop("dedup_at")
+        .repartition("dedup_key")
     )
 
 
-def user_event_type_aggregates(batch: DataFrame) -> DataFrame:
-    """Valid events of one batch -> per (user_id, event_type): event_count, first_event_at, last_event_at."""
+def deduplicate(parsed: DataFrame, window: str) -> DataFrame:
+    """Copies (same dedup_key) arriving within `window` of each other by Kafka arrival time count once.
+
+    On a stream, dropDuplicatesWithinWatermark keeps each key in the state store until the watermark passes the
+    key's first time + window (see _arrival_marked for the time). docs/spark-job.md, "Identity and duplicates".
+    On a static DataFrame (tests, backfills) every copy after the first is dropped.
+    """
+    if not parsed.isStreaming:
+        return parsed.dropDuplicates(["dedup_key"])
+    return _arrival_marked(parsed, window).dropDuplicatesWithinWatermark(["dedup_key"]).drop("dedup_at")
+
+
+def counted_rows(parsed: DataFrame, window: str) -> DataFrame:
+    """What a micro-batch writes: PARSED_COLUMNS + ROW_KIND (+ dedup_at on a stream, to be ignored).
+
+    * row_kind 'record': the records of `deduplicate` (valid events counted once, and rejected records);
+    * row_kind 'new_user_type': for every (user_id, event_type) never seen before, one row of the batch with it
+      (rows with is_event false among them are not pairs and must be ignored).
+
+    On a stream, the set of (user, type) pairs seen so far is the state of a second deduplication (no watermark:
+    kept forever, one entry per pair) — unique users per type are counted by the job, not by the database. Both
+    deduplications read one shared, hash-partitioned copy of the parsed batch: every column of the parsed rows is
+    kept in both branches on purpose, so that the two exchanges are identical and Spark reuses one
+    (ReusedExchange): the Kafka records are read and parsed once. A projection of the pair branch would make the
+    optimizer prune that branch's columns below the shared exchange, and each record would be parsed twice.
+    """
+    if not parsed.isStreaming:
+        records = parsed.dropDuplicates(["dedup_key"])
+        pairs = parsed.where(F.col("is_event")).dropDuplicates(["user_id", "event_type"])
+    else:
+        shared = _arrival_marked(parsed, window)
+        records = shared.dropDuplicatesWithinWatermark(["dedup_key"])
+        pairs = shared.dropDuplicates(["user_id", "event_type"])
+    return records.withColumn(ROW_KIND, F.lit(RECORD)).unionByName(pairs.withColumn(ROW_KIND, F.lit(NEW_USER_TYPE)))
+
+
+def counted_records(rows: DataFrame) -> DataFrame:
+    """The records (valid events and rejected records) of counted_rows' result (without row_kind)."""
+    return rows.where(F.col(ROW_KIND) == F.lit(RECORD)).drop(ROW_KIND, "dedup_at")
+
+
+def event_type_aggregates(rows: DataFrame) -> DataFrame:
+    """counted_rows' result -> per event_type: event_count (events counted), new_users (pairs seen first)."""
+    kind = F.col(ROW_KIND)
     return (
-        batch.where(F.col("is_event"))
-        .groupBy("user_id", "event_type")
+        rows.where(F.col("is_event"))
+        .groupBy("event_type")
+        .agg(
+            F.count_if(kind == F.lit(RECORD)).alias("event_count"),
+            F.count_if(kind == F.lit(NEW_USER_TYPE)).alias("new_users"),
+        )
+    )
+
+
+def user_aggregates(events: DataFrame) -> DataFrame:
+    """Records of one batch -> per user (valid events only): event_count, first_event_at, last_event_at."""
+    return (
+        events.where(F.col("is_event"))
+        .groupBy("user_id")
         .agg(
             F.count(F.lit(1)).alias("event_count"),
             F.min("event_at").alias("first_event_at"),
@@ -444,15 +499,6 @@ def event_type_minute_aggregates(batch: DataFrame) -> DataFrame:
         batch.where(F.col("is_event"))
         .groupBy(F.date_trunc("minute", "event_at").alias("minute_start"), "event_type")
         .agg(F.count(F.lit(1)).alias("event_count"))
-    )
-
-
-def user_aggregates(pairs: DataFrame) -> DataFrame:
-    """Per (user, type) aggregates -> per user: event_count, first_event_at, last_event_at."""
-    return pairs.groupBy("user_id").agg(
-        F.sum("event_count").alias("event_count"),
-        F.min("first_event_at").alias("first_event_at"),
-        F.max("last_event_at").alias("last_event_at"),
     )
 
 

@@ -55,7 +55,7 @@ QUERIES: dict[str, str] = {
         FROM rejected_events GROUP BY reason ORDER BY records DESC, reason LIMIT %(limit)s
     """,
     "last_batches": """
-        SELECT query_name, batch_id, event_rows, user_type_rows, rejected_rows, committed_at,
+        SELECT query_name, batch_id, event_rows, user_type_rows AS new_user_types, rejected_rows, committed_at,
                ROUND(load_seconds + merge_seconds, 3) AS seconds, load_seconds, merge_seconds
         FROM spark_batch_ledger ORDER BY committed_at DESC, batch_id DESC LIMIT %(limit)s
     """,

@@ -37,7 +37,7 @@ MYSQL_PORT = int(os.environ.get("MYSQL_PORT", "3306"))
 MYSQL_USER = os.environ.get("MYSQL_USER", "analytics")
 MYSQL_PASSWORD = os.environ.get("MYSQL_PASSWORD", "analytics")
 KAFKA_BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", f"127.0.0.1:{os.environ.get('KAFKA_PORT', '9092')}")
-METRIC_TABLES = ("event_type_metrics", "user_metrics", "user_event_type_metrics")
+METRIC_TABLES = ("event_type_metrics", "user_metrics")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -106,8 +106,6 @@ def read_tables(database: str) -> dict[str, list[tuple[Any, ...]]]:
         "event_type_metrics": "SELECT event_type, total_events, unique_users FROM event_type_metrics",
         "user_metrics": "SELECT user_id, event_count, first_event_at, last_event_at, "
         "ROUND(avg_seconds_between_events, 6) FROM user_metrics",
-        "user_event_type_metrics": "SELECT user_id, event_type, event_count, first_event_at, last_event_at "
-        "FROM user_event_type_metrics",
         "event_type_minute_metrics": "SELECT minute_start, event_type, total_events FROM event_type_minute_metrics",
         "rejected_events": "SELECT kafka_topic, kafka_partition, kafka_offset, reason FROM rejected_events",
     }
@@ -361,14 +359,12 @@ def ground_truth(events: Iterable[tuple[str, str, datetime]]) -> dict[str, list[
         gaps_us = [(b - a) // timedelta(microseconds=1) for a, b in itertools.pairwise(ordered)]
         avg = round(sum(gaps_us) / 1e6 / len(gaps_us), 6) if gaps_us else None
         users.append((user, len(ordered), _naive(ordered[0]), _naive(ordered[-1]), avg))
-    pairs = [(u, k, len(t), _naive(min(t)), _naive(max(t))) for (u, k), t in by_pair.items()]
     minutes: dict[tuple[datetime, str], int] = defaultdict(int)
     for _user, kind, at in events:
         minutes[(_naive(at).replace(second=0, microsecond=0), kind)] += 1
     return {
         "event_type_metrics": sorted((k, n, u) for k, (n, u) in types.items()),
         "user_metrics": sorted(users),
-        "user_event_type_metrics": sorted(pairs),
         "event_type_minute_metrics": sorted((m, k, n) for (m, k), n in minutes.items()),
     }
 

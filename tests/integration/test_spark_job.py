@@ -113,7 +113,7 @@ def assert_tables(job: h.JobRun, expected: dict[str, Any], rejected: int) -> Non
         time.sleep(1)
     assert h.scalar(job.database, "SELECT COUNT(*) FROM rejected_events") == rejected
     # The batch's staging rows are deleted right after its commit (a moment after the tables match).
-    staged = "SELECT (SELECT COUNT(*) FROM stg_user_event_type_metrics) + (SELECT COUNT(*) FROM stg_user_metrics)"
+    staged = "SELECT (SELECT COUNT(*) FROM stg_event_type_metrics) + (SELECT COUNT(*) FROM stg_user_metrics)"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and h.scalar(job.database, staged):
         time.sleep(0.5)

@@ -18,7 +18,7 @@ USER_AVG_SCHEMA = USER_SCHEMA + ", avg_seconds_between_events double"
 
 
 def _users(spark: SparkSession, values: list[Any]) -> DataFrame:
-    return transforms.user_aggregates(transforms.user_event_type_aggregates(parse(spark, values)))
+    return transforms.user_aggregates(parse(spark, values))
 
 
 def _with_avg(users: DataFrame) -> DataFrame:
@@ -62,20 +62,18 @@ def test_users_differing_in_case_or_script_are_distinct(spark: SparkSession) -> 
     assertDataFrameEqual(got, expected)
 
 
-def test_per_user_and_type_counts_first_last(spark: SparkSession) -> None:
+def test_per_type_counts_events_once_and_users_new_to_the_type(spark: SparkSession) -> None:
     values: list[Any] = [
         event(user_id="u", event_type="Click", timestamp="2023-10-27T10:00:00Z"),
         event(user_id="u", event_type="click", timestamp="2023-10-27T09:00:00Z"),
+        event(user_id="u", event_type="click", timestamp="2023-10-27T09:00:00Z"),  # a copy: counts once
+        event(user_id="v", event_type="click"),
         event(user_id="u", event_type="view"),
         "{bad",
     ]
-    got = transforms.user_event_type_aggregates(parse(spark, values))
+    got = transforms.event_type_aggregates(transforms.counted_rows(parse(spark, values), "1 hour"))
     expected = spark.createDataFrame(
-        [
-            ("u", "click", 2, datetime(2023, 10, 27, 9, 0), datetime(2023, 10, 27, 10, 0)),
-            ("u", "view", 1, datetime(2023, 10, 27, 10, 0), datetime(2023, 10, 27, 10, 0)),
-        ],
-        "user_id string, event_type string, event_count long, first_event_at timestamp, last_event_at timestamp",
+        [("click", 3, 2), ("view", 1, 1)], "event_type string, event_count long, new_users long"
     )
     assertDataFrameEqual(got, expected)
 

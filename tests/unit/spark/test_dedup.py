@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from pyspark.sql import DataFrame, Row, SparkSession
+from pyspark.sql import functions as F
 
 from spark import transforms
 
@@ -116,27 +117,33 @@ class _Stream:
         self.checkpoint = tmp_path / "checkpoint"
         self.source.mkdir()
         self.offset = 0
-        self.out: list[Row] = []
+        self.new_pairs: list[list[tuple[str, str]]] = []  # per run: the (user, type) pairs seen for the first time
 
     def run(self, values: list[Any], arrival: datetime, partition: int = 0) -> list[Row]:
         rows = [("game-events", partition, self.offset + i, arrival, value_of(v)) for i, v in enumerate(values)]
         self.offset += len(values)
         self.spark.createDataFrame(rows, KAFKA_SCHEMA).coalesce(1).write.mode("append").parquet(str(self.source))
         seen: list[Row] = []
+        pairs: list[tuple[str, str]] = []
 
         def collect(batch: DataFrame, _batch_id: int) -> None:
-            seen.extend(batch.where("is_event").select("offset", "user_id", "event_type", "event_at").collect())
+            kind = F.col(transforms.ROW_KIND)
+            events = batch.where((kind == transforms.RECORD) & F.col("is_event"))
+            seen.extend(events.select("offset", "user_id", "event_type", "event_at").collect())
+            firsts = batch.where((kind == transforms.NEW_USER_TYPE) & F.col("is_event"))
+            pairs.extend((r.user_id, r.event_type) for r in firsts.select("user_id", "event_type").collect())
 
         stream = self.spark.readStream.schema(KAFKA_SCHEMA).parquet(str(self.source))
         parsed = transforms.parse_records(stream, DLQ_TOPIC, RAW_MAX_CHARS)
         query = (
-            transforms.deduplicate(parsed, "1 hour")
+            transforms.counted_rows(parsed, "1 hour")
             .writeStream.foreachBatch(collect)
             .option("checkpointLocation", str(self.checkpoint))
             .trigger(availableNow=True)
             .start()
         )
         query.awaitTermination()
+        self.new_pairs.append(sorted(pairs))
         return sorted(seen, key=lambda r: r.offset)
 
 
@@ -193,3 +200,24 @@ def test_partition_read_hours_behind_another_loses_nothing(spark: SparkSession, 
     )
     # Then the new event counts (not dropped as late), and the copy of "a" (5 minutes after it) still counts once
     assert [r.offset for r in late] == [2]
+
+
+def test_user_type_pairs_are_new_once_ever_even_after_the_window(spark: SparkSession, tmp_path: Path) -> None:
+    # Given a user's first click and view, then more of them (and a bad record) later
+    stream = _Stream(spark, tmp_path)
+    stream.run([event(user_id="u", event_id="1"), event(user_id="u", event_id="2", event_type="View")], ARRIVAL)
+    stream.run([event(user_id="u", event_id="3"), event(user_id="v", event_id="4"), "{bad"], ARRIVAL)
+    # When the same pairs come back long after the deduplication window (its state of events expired)
+    stream.run(
+        [event(user_id="u", event_id="5", event_type=" CLICK "), event(user_id="u", event_id="6")],
+        ARRIVAL + timedelta(hours=5),
+    )
+    # Then each (user, type) pair is new exactly once: unique users per type stay exact across batches
+    assert stream.new_pairs == [[("u", "click"), ("u", "view")], [("v", "click")], []]
+
+
+def test_static_counted_rows_hold_records_once_and_each_pair_once(spark: SparkSession) -> None:
+    parsed = parse(spark, [event(user_id="u"), event(user_id="u"), event(user_id="u", event_id="x"), "{bad"])
+    rows = transforms.counted_rows(parsed, "1 hour")
+    kinds = sorted((r[transforms.ROW_KIND], r.is_event) for r in rows.collect())
+    assert kinds == [("new_user_type", True), ("record", False), ("record", True), ("record", True)]

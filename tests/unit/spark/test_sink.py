@@ -58,7 +58,7 @@ class FakeCursor:
         pass
 
 
-COUNTS = sink.BatchCounts(event_rows=10, user_type_rows=4, rejected_rows=2)
+COUNTS = sink.BatchCounts(event_rows=10, new_user_types=4, rejected_rows=2)
 
 
 def _kinds(conn: FakeConnection) -> list[str]:
@@ -71,7 +71,6 @@ def test_merge_is_one_transaction_starting_with_the_ledger_row() -> None:
     assert _kinds(conn) == [
         "INSERT INTO spark_batch_ledger",
         "INSERT INTO event_type_metrics",
-        "INSERT INTO user_event_type_metrics",
         "INSERT INTO user_metrics",
         "INSERT INTO event_type_minute_metrics",
         "INSERT INTO rejected_events",
@@ -80,10 +79,11 @@ def test_merge_is_one_transaction_starting_with_the_ledger_row() -> None:
     assert conn.log == ["commit"]
 
 
-def test_unique_users_are_counted_before_the_pairs_are_merged() -> None:
+def test_unique_users_add_the_batch_s_new_pairs_per_type() -> None:
     conn = FakeConnection()
     sink.MetricsSink(Settings(), lambda: QUERY_ID).merge(conn, QUERY_ID, 7, COUNTS)
-    assert "LEFT JOIN user_event_type_metrics" in conn.statements[1]
+    assert "unique_users = event_type_metrics.unique_users + VALUES(unique_users)" in conn.statements[1]
+    assert "s.new_users" in conn.statements[1]
 
 
 def test_batch_already_in_the_ledger_is_rolled_back_not_merged() -> None:
@@ -115,6 +115,6 @@ def test_replayed_committed_batch_is_skipped_without_loading(spark: SparkSession
 
 
 def test_merge_sql_uses_only_syntax_common_to_mysql_and_mariadb() -> None:
-    for statement in (sink.MERGE_EVENT_TYPES, sink.MERGE_USER_EVENT_TYPES, sink.MERGE_USERS, sink.MERGE_REJECTED):
+    for statement in (sink.MERGE_EVENT_TYPES, sink.MERGE_USERS, sink.MERGE_MINUTES, sink.MERGE_REJECTED):
         assert "ON DUPLICATE KEY UPDATE" in statement
         assert " AS new" not in statement  # the row-alias form is MySQL-only
