@@ -18,7 +18,7 @@ One trigger (`recompute`):
    `user_metrics` and `event_type_metrics` in a private database.
 
 Same Spark session settings as the job (spark/job.py `spark_conf`: 4 shuffle partitions, UTC, JIT option), master
-local[2]. Time per trigger = wall time of steps 1-4. It does not write rejected records or the per (user, type)
+local[2]. Time per trigger = wall time of steps 1-4. It does not write rejected records or the per-minute
 table (the job does both: the baseline does less work per event).
 
 Comparison ("ours for the same new batch"): history H = the first H events of a topic; the new batch = its last
