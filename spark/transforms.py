@@ -426,22 +426,13 @@ def _arrival_marked(parsed: DataFrame, window: str) -> DataFrame:
     )
 
 
-def deduplicate(parsed: DataFrame, window: str) -> DataFrame:
-    """Copies (same dedup_key) arriving within `window` of each other by Kafka arrival time count once.
-
-    On a stream, dropDuplicatesWithinWatermark keeps each key in the state store until the watermark passes the
-    key's first time + window (see _arrival_marked for the time). docs/spark-job.md, "Identity and duplicates".
-    On a static DataFrame (tests, backfills) every copy after the first is dropped.
-    """
-    if not parsed.isStreaming:
-        return parsed.dropDuplicates(["dedup_key"])
-    return _arrival_marked(parsed, window).dropDuplicatesWithinWatermark(["dedup_key"]).drop("dedup_at")
-
-
 def counted_rows(parsed: DataFrame, window: str) -> DataFrame:
     """What a micro-batch writes: PARSED_COLUMNS + ROW_KIND (+ dedup_at on a stream, to be ignored).
 
-    * row_kind 'record': the records of `deduplicate` (valid events counted once, and rejected records);
+    * row_kind 'record': the records, copies (same dedup_key) arriving within `window` of each other by Kafka
+      arrival time counted once: valid events once, and rejected records. On a stream,
+      dropDuplicatesWithinWatermark keeps each key in the state store until the watermark passes the key's first
+      time + window (see _arrival_marked for the time); docs/spark-job.md, "Identity and duplicates";
     * row_kind 'new_user_type': for every (user_id, event_type) never seen before, one row of the batch with it
       (rows with is_event false among them are not pairs and must be ignored).
 
@@ -451,6 +442,7 @@ def counted_rows(parsed: DataFrame, window: str) -> DataFrame:
     kept in both branches on purpose, so that the two exchanges are identical and Spark reuses one
     (ReusedExchange): the Kafka records are read and parsed once. A projection of the pair branch would make the
     optimizer prune that branch's columns below the shared exchange, and each record would be parsed twice.
+    On a static DataFrame (tests, backfills) every copy after the first is dropped, and every pair is new.
     """
     if not parsed.isStreaming:
         records = parsed.dropDuplicates(["dedup_key"])

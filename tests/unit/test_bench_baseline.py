@@ -5,26 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 from pyspark.sql import SparkSession
 
 from bench.recompute_baseline import metrics_from_parsed
 from tests.integration.spark_harness import ground_truth
-
-
-@pytest.fixture(scope="module")
-def spark() -> SparkSession:
-    """A local session (the one of tests/unit/spark when it already runs: getOrCreate; left running)."""
-    session = (
-        SparkSession.builder.master("local[2]")
-        .appName("bench-baseline-unit")
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.driver.extraJavaOptions", "-Duser.timezone=UTC")
-        .config("spark.sql.shuffle.partitions", "2")
-        .config("spark.ui.enabled", "false")
-        .getOrCreate()
-    )
-    return session
 
 
 def test_window_recompute_equals_the_ground_truth_with_copies_and_invalid_rows(spark: SparkSession) -> None:

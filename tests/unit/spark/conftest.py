@@ -1,13 +1,11 @@
-"""Fixtures of the Spark job's unit tests: one local SparkSession (no network) and record builders."""
+"""Fixtures of the Spark job's unit tests: record builders (the local SparkSession is in tests/unit/conftest.py)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-import pytest
 from pyspark.sql import DataFrame, SparkSession
 
 from spark import transforms
@@ -18,24 +16,6 @@ DLQ_TOPIC = "game-events-dlq"
 RAW_MAX_CHARS = 300
 KAFKA_SCHEMA = "topic string, partition int, offset long, kafka_ts timestamp, value binary"
 ARRIVAL = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture(scope="session")
-def spark() -> Iterator[SparkSession]:
-    session = (
-        SparkSession.builder.master("local[2]")
-        .appName("spark-unit-tests")
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.driver.extraJavaOptions", "-Duser.timezone=UTC")
-        .config("spark.sql.shuffle.partitions", "2")
-        .config("spark.sql.variant.allowDuplicateKeys", "true")
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .getOrCreate()
-    )
-    session.sparkContext.setLogLevel("ERROR")
-    yield session
-    session.stop()
 
 
 event = contract_event  # the contract's example event with fields replaced (tests/conftest.py)
