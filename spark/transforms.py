@@ -25,7 +25,6 @@ _WHITESPACE: Final = (
 )
 # ISO-8601 extended format with a mandatory zone, as the producer accepts it: seconds and fraction optional.
 _TIMESTAMP_RE: Final = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}([.,]\d+)?)?(Z|[+-]\d{2}:\d{2})$"
-_TIMESTAMP_PATTERN: Final = "yyyy-MM-dd'T'HH:mm:ss[.SSSSSS]XXX"
 # DATETIME(6) of MySQL 8.4 and MariaDB 10.11 holds 1000-01-01 .. 9999-12-31 (UTC here).
 MIN_INSTANT: Final = "1000-01-01 00:00:00"
 MAX_INSTANT_EXCLUSIVE: Final = "10000-01-01 00:00:00"
@@ -68,15 +67,16 @@ def _cut(text: Column, limit: int) -> Column:
 def parse_timestamp(text: Column) -> Column:
     """ISO-8601 text with a zone -> UTC instant to the microsecond (more fraction digits are truncated).
 
-    NULL when the text does not match the accepted form or is not a real date and time.
+    NULL when the text does not match the accepted form or is not a real date and time. Within the accepted form,
+    Spark's cast from text to timestamp reads the instant (its hand-written ISO-8601 parser, several times faster
+    than a pattern); it needs seconds and a '.' before the fraction, so the other accepted forms (hh:mm, a ','
+    fraction) are brought to it first.
     """
     normalized = F.regexp_replace(text, ",", ".")
     normalized = F.regexp_replace(normalized, r"^(.{10}T\d{2}:\d{2})(Z|[+-])", "$1:00$2")
-    normalized = F.regexp_replace(normalized, r"\.(\d{1,6})\d*", ".$1")
-    # The producer's form 'YYYY-MM-DDThh:mm:ss.ffffffZ' needs no normalization (the common case, cheaper).
-    canonical = (F.char_length(text) == 27) & ~text.contains(",")
-    parsed = F.try_to_timestamp(F.when(canonical, text).otherwise(normalized), F.lit(_TIMESTAMP_PATTERN))
-    return F.when(text.rlike(_TIMESTAMP_RE), parsed)
+    # 'YYYY-MM-DDThh:mm:ss...' without a ',' (every timestamp the producer writes) needs no normalization.
+    with_seconds = (F.substring(text, 17, 1) == F.lit(":")) & ~text.contains(",")
+    return F.when(text.rlike(_TIMESTAMP_RE), F.when(with_seconds, text).otherwise(normalized).try_cast("timestamp"))
 
 
 def kafka_records(source: DataFrame) -> DataFrame:
@@ -426,13 +426,38 @@ def _arrival_marked(parsed: DataFrame, window: str) -> DataFrame:
     )
 
 
+def first_copies_within_window(marked: DataFrame, window: str) -> DataFrame:
+    """_arrival_marked's stream -> the first copy of each dedup_key within `window` of arrival (dedup_at).
+
+    transformWithState (event-time mode, RocksDB state) with the job's processor
+    spark/src/main/java/local/gameevents/spark/FirstCopyWithinWindow.java (in game-events-spark.jar): one value and
+    one event-time timer per key, so keys leave the state through the timers' time-ordered index, at a cost
+    proportional to the keys that expire. dropDuplicatesWithinWatermark, which does the same deduplication, scans
+    every key of its state in every batch to find the expired ones: its batches slow down as the state grows
+    (docs/spark-job.md, "Identity and duplicates"). Grouped by the dedup_key column itself, the input's hash
+    partitioning by dedup_key is reused (no second shuffle).
+    """
+    spark = marked.sparkSession
+    jvm = spark._jvm
+    if jvm is None:
+        raise RuntimeError("the deduplication needs a classic Spark session with a JVM (not Spark Connect)")
+    sql = jvm.org.apache.spark.sql
+    rows = sql.Encoders.row(marked._jdf.schema())
+    grouped = getattr(marked.groupBy("dedup_key")._jgd, "as")(sql.Encoders.BINARY(), rows)
+    processor = jvm.local.gameevents.spark.FirstCopyWithinWindow(interval_micros(window) // 1000, "dedup_at")
+    deduplicated = grouped.transformWithState(
+        processor, sql.streaming.TimeMode.EventTime(), sql.streaming.OutputMode.Append(), rows
+    )
+    return DataFrame(deduplicated.toDF(), spark)
+
+
 def counted_rows(parsed: DataFrame, window: str) -> DataFrame:
     """What a micro-batch writes: PARSED_COLUMNS + ROW_KIND (+ dedup_at on a stream, to be ignored).
 
     * row_kind 'record': the records, copies (same dedup_key) arriving within `window` of each other by Kafka
-      arrival time counted once: valid events once, and rejected records. On a stream,
-      dropDuplicatesWithinWatermark keeps each key in the state store until the watermark passes the key's first
-      time + window (see _arrival_marked for the time); docs/spark-job.md, "Identity and duplicates";
+      arrival time counted once: valid events once, and rejected records. On a stream, first_copies_within_window
+      keeps each key in the state store until the watermark passes the key's first time + window (see
+      _arrival_marked for the time); docs/spark-job.md, "Identity and duplicates";
     * row_kind 'new_user_type': for every (user_id, event_type) never seen before, one row of the batch with it
       (rows with is_event false among them are not pairs and must be ignored).
 
@@ -449,7 +474,7 @@ def counted_rows(parsed: DataFrame, window: str) -> DataFrame:
         pairs = parsed.where(F.col("is_event")).dropDuplicates(["user_id", "event_type"])
     else:
         shared = _arrival_marked(parsed, window)
-        records = shared.dropDuplicatesWithinWatermark(["dedup_key"])
+        records = first_copies_within_window(shared, window)
         pairs = shared.dropDuplicates(["user_id", "event_type"])
     return records.withColumn(ROW_KIND, F.lit(RECORD)).unionByName(pairs.withColumn(ROW_KIND, F.lit(NEW_USER_TYPE)))
 

@@ -43,25 +43,10 @@ METRIC_TABLES = ("event_type_metrics", "user_metrics")
 # ---------------------------------------------------------------------------------------------------------------
 # Jars
 # ---------------------------------------------------------------------------------------------------------------
-JARS_DIR = STACK_DIR / "jars" / "spark"
-
-
 def ensure_jars() -> None:
-    """The Kafka source and JDBC driver of spark/pom.xml in .stack/jars/spark (what `make spark-jars` does)."""
-    if any(JARS_DIR.glob("spark-sql-kafka-*.jar")):
-        return
-    subprocess.run(
-        [
-            "mvn",
-            "-q",
-            "-B",
-            "-f",
-            str(ROOT / "spark" / "pom.xml"),
-            "dependency:copy-dependencies",
-            f"-DoutputDirectory={JARS_DIR}",
-        ],
-        check=True,
-    )
+    """The job's jars in .stack/jars/spark: its state processor, the Kafka source and the JDBC driver (what
+    `make spark-jars` does; nothing to do when they are up to date with spark/pom.xml and spark/src)."""
+    subprocess.run([sys.executable, str(ROOT / "infra" / "stack.py"), "install", "spark"], check=True, cwd=ROOT)
 
 
 # ---------------------------------------------------------------------------------------------------------------

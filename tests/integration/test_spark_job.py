@@ -222,3 +222,62 @@ def test_mariadb_outage_loses_and_double_counts_nothing(job: h.JobRun) -> None:
     # Then the job recovers by itself and the tables equal the ground truth
     assert_tables(job, h.ground_truth(before.events + during.events), before.invalid + during.invalid)
     assert "restarting from the checkpoint" in job.logs_full()
+
+
+def test_copies_within_the_window_count_once_and_the_state_forgets_a_key_after_it(tmp_path: Path) -> None:
+    require("kafka", "mariadb")
+    window = 20
+    run = h.JobRun(workdir=tmp_path, extra_env={"DEDUP_WINDOW": f"{window} seconds"})
+    run.setup()
+    try:
+        old = datetime(2019, 5, 1, 8, 0, tzinfo=UTC)  # the event's own time plays no part in deduplication
+        event = h.message("ana", "windowed", old, event_id="ev-window-1")
+
+        def filler(n: int) -> tuple[bytes, bytes]:
+            return h.message("bob", "filler", old + timedelta(seconds=n), event_id=f"ev-filler-{n}")
+
+        def counts() -> dict[str, int]:
+            rows = h.read_tables(run.database)["event_type_metrics"]
+            return {row[0]: int(row[1]) for row in rows}
+
+        def dedup_state_rows() -> int | None:  # keys in the event deduplication's state after the last batch
+            progress = [
+                json.loads(line)
+                for line in run.current_log().splitlines()
+                if line.startswith("{") and '"batch progress"' in line
+            ]
+            return progress[-1]["state_rows"][0] if progress else None
+
+        def wait_counts(expected: dict[str, int]) -> None:
+            deadline = time.monotonic() + TIMEOUT
+            while counts() != expected and time.monotonic() < deadline:
+                time.sleep(0.5)
+            assert counts() == expected, run.logs()
+
+        # Given an event counted once
+        run.start()
+        h.produce(run.events_topic, [event])
+        wait_counts({"windowed": 1})
+        first_arrival = time.monotonic()
+
+        # When a copy arrives within the window: it is not counted
+        h.produce(run.events_topic, [event, filler(1)])
+        wait_counts({"windowed": 1, "filler": 1})
+        assert time.monotonic() - first_arrival < window
+
+        # When later arrivals move the watermark past the first copy's arrival + window, and a copy comes after that
+        time.sleep(max(0.0, first_arrival + 2 * window + 5 - time.monotonic()))
+        h.produce(run.events_topic, [filler(2)])
+        wait_counts({"windowed": 1, "filler": 2})
+        # the batch after the watermark moved (one without data if none comes) fires the timers of the event and of
+        # the first filler: the deduplication state keeps the second filler only
+        deadline = time.monotonic() + TIMEOUT
+        while dedup_state_rows() != 1 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert dedup_state_rows() == 1, run.logs()
+        h.produce(run.events_topic, [event])
+
+        # Then that copy is counted again: the key left the state when its window ended
+        wait_counts({"windowed": 2, "filler": 2})
+    finally:
+        run.teardown()
