@@ -89,7 +89,7 @@ lint: venv ## ruff (lint + format check) and mypy
 	mypy
 
 .PHONY: test-unit
-test-unit: venv spark-jars ## Unit tests only (no services; the Spark tests use the job's processor jar)
+test-unit: venv ## Unit tests only (no services)
 	pytest -m "unit or compose"
 
 .PHONY: test-e2e
@@ -159,7 +159,7 @@ bench-producer: venv ## Benchmark the producer: one invocation, 1,000,000-event 
 # ---------------------------------------------------------------------------------------------------------------
 
 .PHONY: spark-jars
-spark-jars: venv ## Build the job's state processor jar and resolve its Kafka source and MySQL JDBC jars into .stack/jars/spark
+spark-jars: venv ## Resolve the Spark job's jars (Kafka source, MySQL JDBC driver) into .stack/jars/spark
 	$(STACK) install spark
 
 .PHONY: spark-run

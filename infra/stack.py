@@ -604,15 +604,14 @@ class SparkJob(Service):
     def install(self) -> None:
         pom = ROOT / "spark" / "pom.xml"
         stamp = Stamp(self.jars / ".stamp")
-        digest = files_digest(pom, ROOT / "spark" / "src")
+        digest = files_digest(pom)
         if stamp.valid(digest):
             return
-        if shutil.which("mvn") is None or shutil.which("javac") is None:
-            raise StackError("spark: a JDK 17+ and Maven are needed to build the job's jars (apt-get install maven)")
-        say("spark: building the state processor and resolving the Kafka connector and JDBC driver jars with Maven")
+        if shutil.which("mvn") is None or shutil.which("java") is None:
+            raise StackError("spark: Java 17+ and Maven are needed to fetch the job's jars (apt-get install maven)")
+        say("spark: resolving the Kafka connector and JDBC driver jars with Maven")
         shutil.rmtree(self.jars, ignore_errors=True)
-        run(["mvn", "-q", "-B", "-f", pom, "package", "dependency:copy-dependencies", f"-DoutputDirectory={self.jars}"])
-        shutil.copy2(ROOT / "spark" / "target" / "game-events-spark.jar", self.jars)
+        run(["mvn", "-q", "-B", "-f", pom, "dependency:copy-dependencies", f"-DoutputDirectory={self.jars}"])
         stamp.write(digest)
 
     @property

@@ -426,38 +426,13 @@ def _arrival_marked(parsed: DataFrame, window: str) -> DataFrame:
     )
 
 
-def first_copies_within_window(marked: DataFrame, window: str) -> DataFrame:
-    """_arrival_marked's stream -> the first copy of each dedup_key within `window` of arrival (dedup_at).
-
-    transformWithState (event-time mode, RocksDB state) with the job's processor
-    spark/src/main/java/local/gameevents/spark/FirstCopyWithinWindow.java (in game-events-spark.jar): one value and
-    one event-time timer per key, so keys leave the state through the timers' time-ordered index, at a cost
-    proportional to the keys that expire. dropDuplicatesWithinWatermark, which does the same deduplication, scans
-    every key of its state in every batch to find the expired ones: its batches slow down as the state grows
-    (docs/spark-job.md, "Identity and duplicates"). Grouped by the dedup_key column itself, the input's hash
-    partitioning by dedup_key is reused (no second shuffle).
-    """
-    spark = marked.sparkSession
-    jvm = spark._jvm
-    if jvm is None:
-        raise RuntimeError("the deduplication needs a classic Spark session with a JVM (not Spark Connect)")
-    sql = jvm.org.apache.spark.sql
-    rows = sql.Encoders.row(marked._jdf.schema())
-    grouped = getattr(marked.groupBy("dedup_key")._jgd, "as")(sql.Encoders.BINARY(), rows)
-    processor = jvm.local.gameevents.spark.FirstCopyWithinWindow(interval_micros(window) // 1000, "dedup_at")
-    deduplicated = grouped.transformWithState(
-        processor, sql.streaming.TimeMode.EventTime(), sql.streaming.OutputMode.Append(), rows
-    )
-    return DataFrame(deduplicated.toDF(), spark)
-
-
 def counted_rows(parsed: DataFrame, window: str) -> DataFrame:
     """What a micro-batch writes: PARSED_COLUMNS + ROW_KIND (+ dedup_at on a stream, to be ignored).
 
     * row_kind 'record': the records, copies (same dedup_key) arriving within `window` of each other by Kafka
-      arrival time counted once: valid events once, and rejected records. On a stream, first_copies_within_window
-      keeps each key in the state store until the watermark passes the key's first time + window (see
-      _arrival_marked for the time); docs/spark-job.md, "Identity and duplicates";
+      arrival time counted once: valid events once, and rejected records. On a stream,
+      dropDuplicatesWithinWatermark keeps each key in the state store until the watermark passes the key's first
+      time + window (see _arrival_marked for the time); docs/spark-job.md, "Identity and duplicates";
     * row_kind 'new_user_type': for every (user_id, event_type) never seen before, one row of the batch with it
       (rows with is_event false among them are not pairs and must be ignored).
 
@@ -474,7 +449,7 @@ def counted_rows(parsed: DataFrame, window: str) -> DataFrame:
         pairs = parsed.where(F.col("is_event")).dropDuplicates(["user_id", "event_type"])
     else:
         shared = _arrival_marked(parsed, window)
-        records = first_copies_within_window(shared, window)
+        records = shared.dropDuplicatesWithinWatermark(["dedup_key"])
         pairs = shared.dropDuplicates(["user_id", "event_type"])
     return records.withColumn(ROW_KIND, F.lit(RECORD)).unionByName(pairs.withColumn(ROW_KIND, F.lit(NEW_USER_TYPE)))
 
