@@ -44,8 +44,8 @@ METRIC_TABLES = ("event_type_metrics", "user_metrics")
 # Jars
 # ---------------------------------------------------------------------------------------------------------------
 def ensure_jars() -> None:
-    """The job's jars in .stack/jars/spark: its state processor, the Kafka source and the JDBC driver (what
-    `make spark-jars` does; nothing to do when they are up to date with spark/pom.xml and spark/src)."""
+    """The Kafka source and JDBC driver of spark/pom.xml in .stack/jars/spark (what `make spark-jars` does;
+    nothing to do when they are up to date with the POM)."""
     subprocess.run([sys.executable, str(ROOT / "infra" / "stack.py"), "install", "spark"], check=True, cwd=ROOT)
 
 

@@ -26,9 +26,10 @@ TIMEOUT = 180.0
 
 
 @pytest.fixture
-def job(tmp_path: Path) -> Iterator[h.JobRun]:
+def job(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[h.JobRun]:
+    """A job run on private topics, database and checkpoint; indirect parameters: extra environment of the job."""
     require("kafka", "mariadb")
-    run = h.JobRun(workdir=tmp_path)
+    run = h.JobRun(workdir=tmp_path, extra_env=getattr(request, "param", {}))
     run.setup()
     try:
         yield run
@@ -224,60 +225,52 @@ def test_mariadb_outage_loses_and_double_counts_nothing(job: h.JobRun) -> None:
     assert "restarting from the checkpoint" in job.logs_full()
 
 
-def test_copies_within_the_window_count_once_and_the_state_forgets_a_key_after_it(tmp_path: Path) -> None:
-    require("kafka", "mariadb")
-    window = 20
-    run = h.JobRun(workdir=tmp_path, extra_env={"DEDUP_WINDOW": f"{window} seconds"})
-    run.setup()
-    try:
-        old = datetime(2019, 5, 1, 8, 0, tzinfo=UTC)  # the event's own time plays no part in deduplication
-        event = h.message("ana", "windowed", old, event_id="ev-window-1")
+WINDOW_SECONDS = 20
 
-        def filler(n: int) -> tuple[bytes, bytes]:
-            return h.message("bob", "filler", old + timedelta(seconds=n), event_id=f"ev-filler-{n}")
 
-        def counts() -> dict[str, int]:
-            rows = h.read_tables(run.database)["event_type_metrics"]
-            return {row[0]: int(row[1]) for row in rows}
+@pytest.mark.parametrize("job", [{"DEDUP_WINDOW": f"{WINDOW_SECONDS} seconds"}], indirect=True)
+def test_copies_within_the_window_count_once_and_the_state_forgets_a_key_after_it(job: h.JobRun) -> None:
+    old = datetime(2019, 5, 1, 8, 0, tzinfo=UTC)  # the event's own time plays no part in deduplication
+    event = h.message("ana", "windowed", old, event_id="ev-window-1")
 
-        def dedup_state_rows() -> int | None:  # keys in the event deduplication's state after the last batch
-            progress = [
-                json.loads(line)
-                for line in run.current_log().splitlines()
-                if line.startswith("{") and '"batch progress"' in line
-            ]
-            return progress[-1]["state_rows"][0] if progress else None
+    def filler(n: int) -> tuple[bytes, bytes]:
+        return h.message("bob", "filler", old + timedelta(seconds=n), event_id=f"ev-filler-{n}")
 
-        def wait_counts(expected: dict[str, int]) -> None:
-            deadline = time.monotonic() + TIMEOUT
-            while counts() != expected and time.monotonic() < deadline:
-                time.sleep(0.5)
-            assert counts() == expected, run.logs()
+    def assert_counts(windowed: int, fillers: int) -> None:
+        rows = [("windowed", windowed, 1)] + ([("filler", fillers, 1)] if fillers else [])
+        expected = {"event_type_metrics": sorted(rows)}
+        assert not h.table_differences(expected, job.wait_for(expected, TIMEOUT)), job.logs()
 
-        # Given an event counted once
-        run.start()
-        h.produce(run.events_topic, [event])
-        wait_counts({"windowed": 1})
-        first_arrival = time.monotonic()
+    def dedup_state_rows() -> int | None:  # keys in the event deduplication's state after the last batch
+        progress = [
+            json.loads(line)
+            for line in job.current_log().splitlines()
+            if line.startswith("{") and '"batch progress"' in line
+        ]
+        return progress[-1]["state_rows"][0] if progress else None
 
-        # When a copy arrives within the window: it is not counted
-        h.produce(run.events_topic, [event, filler(1)])
-        wait_counts({"windowed": 1, "filler": 1})
-        assert time.monotonic() - first_arrival < window
+    # Given an event counted once
+    job.start()
+    h.produce(job.events_topic, [event])
+    assert_counts(windowed=1, fillers=0)
+    first_arrival = time.monotonic()
 
-        # When later arrivals move the watermark past the first copy's arrival + window, and a copy comes after that
-        time.sleep(max(0.0, first_arrival + 2 * window + 5 - time.monotonic()))
-        h.produce(run.events_topic, [filler(2)])
-        wait_counts({"windowed": 1, "filler": 2})
-        # the batch after the watermark moved (one without data if none comes) fires the timers of the event and of
-        # the first filler: the deduplication state keeps the second filler only
-        deadline = time.monotonic() + TIMEOUT
-        while dedup_state_rows() != 1 and time.monotonic() < deadline:
-            time.sleep(0.5)
-        assert dedup_state_rows() == 1, run.logs()
-        h.produce(run.events_topic, [event])
+    # When a copy arrives within the window: it is not counted
+    h.produce(job.events_topic, [event, filler(1)])
+    assert_counts(windowed=1, fillers=1)
+    assert time.monotonic() - first_arrival < WINDOW_SECONDS
 
-        # Then that copy is counted again: the key left the state when its window ended
-        wait_counts({"windowed": 2, "filler": 2})
-    finally:
-        run.teardown()
+    # When later arrivals move the watermark past the first copy's arrival + window, and a copy comes after that
+    time.sleep(max(0.0, first_arrival + 2 * WINDOW_SECONDS + 5 - time.monotonic()))
+    h.produce(job.events_topic, [filler(2)])
+    assert_counts(windowed=1, fillers=2)
+    # the batch after the watermark moved (one without data if none comes) evicts the keys of the event and of the
+    # first filler: the deduplication state keeps the second filler only
+    deadline = time.monotonic() + TIMEOUT
+    while dedup_state_rows() != 1 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert dedup_state_rows() == 1, job.logs()
+    h.produce(job.events_topic, [event])
+
+    # Then that copy is counted again: the key left the state when its window ended
+    assert_counts(windowed=2, fillers=2)
