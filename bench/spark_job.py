@@ -249,7 +249,9 @@ def batch_row(entry: dict[str, Any], sinks: dict[int, dict[str, Any]]) -> dict[s
         "add_batch_seconds": round((entry.get("add_batch_ms") or 0) / 1000, 3),
         "sink_load_seconds": sink.get("load_seconds"),
         "sink_merge_seconds": sink.get("merge_seconds"),
-        "state_rows": entry.get("state_rows"),  # [event deduplication, (user, type) pairs]
+        # [event deduplication, (user, type) pairs]; state_rows counts keys only with STATE_ROW_COUNT=true
+        "state_rows": entry.get("state_rows"),
+        "state_memory_bytes": entry.get("state_memory_bytes"),
         "state_removal_ms": entry.get("state_removal_ms"),  # the dedup state's eviction scan (summed over tasks)
     }
 

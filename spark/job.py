@@ -57,12 +57,11 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         "spark.sql.streaming.stateStore.providerClass": ROCKSDB_PROVIDER,
         # Each batch uploads only the changes of the state, not a snapshot of all of it.
         "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
+        # The key count of a store costs a read before every write; off unless STATE_ROW_COUNT asks for it.
+        "spark.sql.streaming.stateStore.rocksdb.trackTotalNumberOfRows": str(settings.state_row_count).lower(),
         # Like Python's json (the producer): a repeated key keeps the last value instead of failing the parse.
         "spark.sql.variant.allowDuplicateKeys": "true",
         "spark.sql.streaming.stopGracefullyOnShutdown": "true",
-        # The sink caches each micro-batch for a few aggregates and drops it: compressing the cache costs CPU
-        # (dictionary statistics of every column) to save memory that is released moments later.
-        "spark.sql.inMemoryColumnarStorage.compressed": "false",
         "spark.ui.showConsoleProgress": "false",
     }
     if settings.driver_memory:

@@ -30,10 +30,10 @@ class Settings(BaseSettings):
     dlq_topic: str = Field(default="game-events-dlq", min_length=1)
     # Upper bound of Kafka records per micro-batch (0 = no bound). Bounds the first batch after a long outage.
     max_offsets_per_trigger: int = Field(default=2_000_000, ge=0)
-    # Spark tasks per micro-batch at least (big Kafka partitions are split): 2 x cores keeps every core busy to
-    # the end of the batch (3 Kafka partitions on 2 cores would leave one core idle a third of the time). 0 = one
-    # task per Kafka partition.
-    kafka_min_partitions: int = Field(default=4, ge=0)
+    # Spark tasks per micro-batch at least (big Kafka partitions are split): 3 Kafka partitions on 2 cores would
+    # leave one core idle a third of the time. Spark splits a partition into round(its share x this) tasks, so
+    # with 3 equal partitions 4 still gives 3 tasks; 6 gives 6 (two per partition). 0 = one task per partition.
+    kafka_min_partitions: int = Field(default=6, ge=0)
     # "true" makes a gap in the offsets (retention deleted unread records) stop the job instead of skipping.
     fail_on_data_loss: bool = True
 
@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     dedup_window: str = "1 hour"
     # Shuffle partitions: also the number of state-store partitions, fixed at the first start of a checkpoint.
     shuffle_partitions: int = Field(default=4, ge=1, le=10_000)
+    # Count the keys of each state store (progress log `state_rows`): one more RocksDB read per write, ~1.3 s of a
+    # 1M-event batch on 2 cores. Off: `state_rows` reads 0 (`state_memory_bytes` is still reported).
+    state_row_count: bool = False
     spark_master: str | None = None
     # Heap of the driver JVM (with master local[*] also the executor: the batch cache and the state stores' caches).
     # Only applies when the job starts its own JVM (python -m spark.job); under spark-submit use --driver-memory.

@@ -228,7 +228,10 @@ def test_mariadb_outage_loses_and_double_counts_nothing(job: h.JobRun) -> None:
 WINDOW_SECONDS = 20
 
 
-@pytest.mark.parametrize("job", [{"DEDUP_WINDOW": f"{WINDOW_SECONDS} seconds"}], indirect=True)
+# STATE_ROW_COUNT: the progress log counts the keys of the state stores (the test watches the eviction)
+@pytest.mark.parametrize(
+    "job", [{"DEDUP_WINDOW": f"{WINDOW_SECONDS} seconds", "STATE_ROW_COUNT": "true"}], indirect=True
+)
 def test_copies_within_the_window_count_once_and_the_state_forgets_a_key_after_it(job: h.JobRun) -> None:
     old = datetime(2019, 5, 1, 8, 0, tzinfo=UTC)  # the event's own time plays no part in deduplication
     event = h.message("ana", "windowed", old, event_id="ev-window-1")

@@ -41,3 +41,7 @@ def test_spark_conf_is_sized_for_two_cores_with_rocksdb_state() -> None:
     assert conf["spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled"] == "true"
     assert conf["spark.sql.session.timeZone"] == "UTC"
     assert "spark.jars" not in conf
+    # The per-write key count of the state stores is off unless asked for
+    assert conf["spark.sql.streaming.stateStore.rocksdb.trackTotalNumberOfRows"] == "false"
+    counted = job.spark_conf(Settings(spark_jars_dir="/nonexistent", state_row_count=True))
+    assert counted["spark.sql.streaming.stateStore.rocksdb.trackTotalNumberOfRows"] == "true"

@@ -114,6 +114,22 @@ def test_replayed_committed_batch_is_skipped_without_loading(spark: SparkSession
     assert conn.log[-1] == "close"
 
 
+def test_a_batch_s_local_checkpoint_is_freed_when_released(spark: SparkSession) -> None:
+    # Given a batch kept as a local checkpoint, as the sink keeps it for its aggregates
+    kept = parse(spark, [event(), event(user_id="ana")]).localCheckpoint(eager=True)
+    storage = spark.sparkContext._jsc.sc()
+    rdd_id = kept._jdf.queryExecution().analyzed().rdd().id()
+
+    def blocks() -> int:
+        return sum(info.numCachedPartitions() for info in storage.getRDDStorageInfo() if info.id() == rdd_id)
+
+    assert blocks() > 0
+    # When the sink releases it at the end of the batch
+    sink.release_local_checkpoint(kept)
+    # Then no block of it stays in storage
+    assert blocks() == 0
+
+
 def test_merge_sql_uses_only_syntax_common_to_mysql_and_mariadb() -> None:
     for statement in (sink.MERGE_EVENT_TYPES, sink.MERGE_USERS, sink.MERGE_MINUTES, sink.MERGE_REJECTED):
         assert "ON DUPLICATE KEY UPDATE" in statement
