@@ -48,8 +48,9 @@ class Settings(BaseSettings):
     # 1M-event batch on 2 cores. Off: `state_rows` reads 0 (`state_memory_bytes` is still reported).
     state_row_count: bool = False
     spark_master: str | None = None
-    # Heap of the driver JVM (with master local[*] also the executor: the batch cache and the state stores' caches).
-    # Only applies when the job starts its own JVM (python -m spark.job); under spark-submit use --driver-memory.
+    # Heap of the driver JVM (with master local[*] also the executor: the batch's local checkpoint and the state
+    # stores' caches). Only applies when the job starts its own JVM (python -m spark.job); under spark-submit use
+    # --driver-memory.
     driver_memory: str = Field(default="2g", pattern=r"^\d+[kmgt]?$")
     query_name: str = Field(default="game-events-metrics", min_length=1, max_length=64)
 

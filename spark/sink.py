@@ -150,11 +150,16 @@ def jdbc_writer(frame: DataFrame, table: str, settings: Settings) -> DataFrameWr
     )
 
 
+def local_checkpoint_rdd(frame: DataFrame) -> Any:
+    """The JVM RDD holding the rows of `frame`, a DataFrame.localCheckpoint (its plan is a LogicalRDD)."""
+    return frame._jdf.queryExecution().analyzed().rdd()
+
+
 def release_local_checkpoint(frame: DataFrame) -> None:
     """Free the blocks of `frame`, a DataFrame.localCheckpoint, now: Spark frees them only once the JVM garbage
     collects the plan (ContextCleaner), so without this every batch's rows would pile up in storage memory, then
-    on disk. The checkpoint's plan is a LogicalRDD; its RDD is unpersisted."""
-    frame._jdf.queryExecution().analyzed().rdd().unpersist(False)
+    on disk."""
+    local_checkpoint_rdd(frame).unpersist(False)
 
 
 @dataclass(frozen=True)

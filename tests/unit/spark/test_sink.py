@@ -118,7 +118,7 @@ def test_a_batch_s_local_checkpoint_is_freed_when_released(spark: SparkSession) 
     # Given a batch kept as a local checkpoint, as the sink keeps it for its aggregates
     kept = parse(spark, [event(), event(user_id="ana")]).localCheckpoint(eager=True)
     storage = spark.sparkContext._jsc.sc()
-    rdd_id = kept._jdf.queryExecution().analyzed().rdd().id()
+    rdd_id = sink.local_checkpoint_rdd(kept).id()
 
     def blocks() -> int:
         return sum(info.numCachedPartitions() for info in storage.getRDDStorageInfo() if info.id() == rdd_id)
